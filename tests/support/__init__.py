@@ -1,0 +1,1 @@
+"""Test infrastructure shared across suites: real servers (PostgreSQL, app, simulator)."""
