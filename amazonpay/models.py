@@ -35,7 +35,7 @@ def _bool(data: JSON, key: str) -> bool | None:
 
 @dataclass(frozen=True)
 class Price:
-    """An amount and its ISO currency. Amazon sends amounts as strings or numbers; we keep Decimal."""
+    """An amount and its ISO currency. Amazon sends strings or numbers; we keep a Decimal."""
 
     amount: Decimal
     currency_code: str
@@ -54,8 +54,10 @@ class Price:
             return None
 
     def to_json(self) -> dict[str, str]:
-        return {"amount": f"{self.amount:.2f}" if self.currency_code != "JPY" else f"{self.amount:.0f}",
-                "currencyCode": self.currency_code}
+        return {
+            "amount": f"{self.amount:.2f}" if self.currency_code != "JPY" else f"{self.amount:.0f}",
+            "currencyCode": self.currency_code,
+        }
 
 
 @dataclass(frozen=True)
