@@ -177,13 +177,14 @@ def backoff_delay(
 ) -> float:
     """Seconds to wait after failed `attempt` (1-based).
 
-    The server's Retry-After wins when present (clamped to [0, max_total]: a longer wait would
-    overrun the budget anyway). Otherwise full jitter: uniform in
+    The server's Retry-After wins when present: we never come back sooner than asked, and the
+    caller gives up instead when that wait would overrun `max_total` (the cap). Otherwise full
+    jitter: uniform in
     [0, min(max_delay, base_delay * 2^(attempt-1))], which spreads simultaneous clients apart
     better than a fixed schedule.
     """
     if retry_after is not None:
-        return min(max(retry_after, 0.0), policy.max_total)
+        return max(retry_after, 0.0)
     ceiling = min(policy.max_delay, policy.base_delay * (2 ** (attempt - 1)))
     return rng.uniform(0.0, ceiling)
 
