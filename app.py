@@ -1,0 +1,200 @@
+"""The Flask application factory: wiring only (settings, database, client, views, errors, logs).
+
+`gunicorn 'app:create_app()'` or `flask --app app run`. Nothing happens at import time.
+Without Amazon Pay credentials the app runs offline against the embedded simulator.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import click
+from flask import Flask, g, has_request_context, render_template
+from werkzeug.exceptions import HTTPException, InternalServerError
+from werkzeug.middleware.proxy_fix import ProxyFix
+from werkzeug.wrappers import Response as BaseResponse
+
+from amazonpay.client import AmazonPayClient
+from amazonpay.client import checkout_js_url as default_checkout_js_url
+from amazonpay.simulator import SIMULATOR_MERCHANT_ID, SIMULATOR_STORE_ID
+from config import ConfigurationError, Settings
+from storefront.button import ButtonSettings
+from storefront.checkout import ReturnHandler
+from storefront.offline import (
+    DEV_KEY_ID,
+    OfflineSimulator,
+    ensure_dev_key,
+    ensure_secret_key,
+    ensure_simulator,
+)
+from storefront.store import Store, create_store_engine
+from storefront.views import register_blueprints
+from storefront.web import Shop, install_request_guards
+
+__all__ = ["ConfigurationError", "create_app"]
+
+# Keys of the contract's environment table (and APP_* knobs): read by Settings, not app.config.
+_SETTINGS_PREFIXES = ("AMAZON_PAY_", "APP_")
+_SETTINGS_KEYS = {"DATABASE_URL", "SECRET_KEY"}
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the app. `config` overrides environment variables and sets Flask keys (TESTING...).
+
+    Raises ConfigurationError (one line naming the variable) on a misconfiguration, so the
+    server refuses to start instead of failing buyers' requests later.
+    """
+    overrides = dict(config or {})
+    settings = Settings.from_env({**os.environ, **overrides})
+    instance_path = overrides.get("INSTANCE_PATH") or os.environ.get("APP_INSTANCE_PATH")
+    app = Flask(__name__, instance_path=str(instance_path) if instance_path else None)
+    instance = Path(app.instance_path)
+
+    simulator: OfflineSimulator | None = None
+    if settings.simulator_mode:
+        instance.mkdir(parents=True, exist_ok=True)
+        private_key = ensure_dev_key(instance)
+        public_key_id = DEV_KEY_ID
+        secret_key = settings.secret_key or ensure_secret_key(instance)
+        simulator = ensure_simulator(instance, DEV_KEY_ID, private_key, settings.simulator_port)
+        endpoint: str | None = simulator.base_url
+        checkout_js = f"{simulator.base_url}/checkout.js"
+    else:
+        assert settings.public_key_id is not None
+        assert settings.private_key is not None
+        assert settings.secret_key is not None
+        private_key = settings.private_key
+        public_key_id = settings.public_key_id
+        secret_key = settings.secret_key
+        endpoint = settings.endpoint
+        checkout_js = settings.checkout_js_url or default_checkout_js_url(settings.region)
+
+    app.config.update(
+        SECRET_KEY=secret_key,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",  # Strict would drop the cookie on Amazon's redirect back
+        SESSION_COOKIE_NAME="shop_session",
+        PERMANENT_SESSION_LIFETIME=timedelta(days=30),
+        MAX_CONTENT_LENGTH=64 * 1024,
+        MAX_FORM_MEMORY_SIZE=16 * 1024,
+        MAX_FORM_PARTS=50,
+        CHECKOUT_CLAIM_LEASE_SECONDS=30.0,
+        CHECKOUT_CLAIM_WAIT_SECONDS=15.0,
+    )
+    app.config.update(
+        {
+            key: value
+            for key, value in overrides.items()
+            if key not in _SETTINGS_KEYS and not key.startswith(_SETTINGS_PREFIXES)
+        }
+    )
+    if settings.trust_proxy:
+        # APP_TRUST_PROXY=true: exactly one reverse proxy in front sets X-Forwarded-Proto/Host.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1)  # type: ignore[method-assign]
+
+    database_url = settings.database_url
+    if database_url is None:
+        instance.mkdir(parents=True, exist_ok=True)
+        database_url = f"sqlite:///{instance / 'storefront.sqlite3'}"
+    store = Store(create_store_engine(database_url))
+    store.create_schema()
+
+    try:
+        client = AmazonPayClient(
+            public_key_id=public_key_id,
+            private_key=private_key,
+            region=settings.region,
+            sandbox=settings.sandbox,
+            endpoint=endpoint,
+            algorithm=settings.algorithm,
+        )
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"AMAZON_PAY_ENDPOINT: {exc}") from None
+
+    app.extensions["shop"] = Shop(
+        client=client,
+        store=store,
+        returns=ReturnHandler(
+            client,
+            store,
+            clock=lambda: datetime.now(UTC),
+            sleep=time.sleep,
+            lease=timedelta(seconds=float(app.config["CHECKOUT_CLAIM_LEASE_SECONDS"])),
+            wait=timedelta(seconds=float(app.config["CHECKOUT_CLAIM_WAIT_SECONDS"])),
+        ),
+        button=ButtonSettings(
+            merchant_id=settings.merchant_id or SIMULATOR_MERCHANT_ID,
+            store_id=settings.store_id or SIMULATOR_STORE_ID,
+            ledger_currency=settings.ledger_currency,
+            sandbox=settings.sandbox,
+        ),
+        checkout_js_url=checkout_js,
+        simulator=simulator,
+    )
+
+    install_request_guards(app, checkout_js)
+    register_blueprints(app)
+    _register_error_pages(app)
+    _configure_logging(app)
+    _register_commands(app)
+    return app
+
+
+def _register_error_pages(app: Flask) -> None:
+    """Our own pages for every error: never a stack trace, never Amazon's text."""
+
+    @app.errorhandler(HTTPException)
+    def _http_error(error: HTTPException) -> BaseResponse:
+        code = error.code or 500
+        response = app.make_response((render_template("error.html", code=code), code))
+        if code == 405 and getattr(error, "valid_methods", None):
+            response.headers["Allow"] = ", ".join(error.valid_methods or [])  # type: ignore[attr-defined]
+        return response
+
+    @app.errorhandler(Exception)
+    def _unexpected(error: Exception) -> tuple[str, int]:
+        app.logger.exception("unhandled error", exc_info=error)
+        return render_template("error.html", code=500), 500
+
+    app.register_error_handler(InternalServerError, _http_error)
+
+
+class _RequestIdFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.request_id = g.get("request_id", "-") if has_request_context() else "-"
+        return True
+
+
+def _configure_logging(app: Flask) -> None:
+    """One handler per process on our loggers, each line tagged with the request id."""
+    for name in ("storefront", "amazonpay", app.logger.name):
+        logger = logging.getLogger(name)
+        if any(isinstance(h, _TaggedHandler) for h in logger.handlers):
+            continue
+        handler = _TaggedHandler()
+        handler.addFilter(_RequestIdFilter())
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)s [%(request_id)s] %(name)s: %(message)s")
+        )
+        logger.addHandler(handler)
+        if logger.level == logging.NOTSET:
+            logger.setLevel(logging.INFO)
+        logger.propagate = False
+
+
+class _TaggedHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Marks our handler so a second create_app in one process does not add another."""
+
+
+def _register_commands(app: Flask) -> None:
+    @app.cli.command("init-db")
+    def init_db() -> None:
+        """Create the database tables (idempotent)."""
+        app.extensions["shop"].store.create_schema()
+        click.echo("database ready")

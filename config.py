@@ -1,0 +1,270 @@
+"""Settings read from the environment once at start-up, validated and typed.
+
+`Settings.from_env(environ)` either returns a complete, frozen `Settings` or raises
+`ConfigurationError` with one line that names the offending variable, so a misconfiguration stops
+start-up instead of surfacing later as a 500 on a buyer's request (docs/contract.md).
+Without `AMAZON_PAY_PUBLIC_KEY_ID` the app runs offline against the embedded simulator.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from amazonpay.errors import ConfigurationError
+from amazonpay.signing import Algorithm, load_private_key
+
+__all__ = ["ConfigurationError", "Settings"]
+
+# Region aliases the contract accepts; uk keeps its own name (same API host as eu).
+_REGIONS = {"na": "na", "us": "na", "eu": "eu", "de": "eu", "uk": "uk", "jp": "jp"}
+
+# docs/amazon-pay-api.md section 2.
+_CHECKOUT_JS = {
+    "na": "https://static-na.payments-amazon.com/checkout.js",
+    "eu": "https://static-eu.payments-amazon.com/checkout.js",
+    "uk": "https://static-eu.payments-amazon.com/checkout.js",
+    "jp": "https://static-fe.payments-amazon.com/checkout.js",
+}
+_LEDGER_CURRENCY = {"na": "USD", "eu": "EUR", "uk": "GBP", "jp": "JPY"}
+
+_TRUE = {"true", "1", "yes", "on"}
+_FALSE = {"false", "0", "no", "off"}
+
+_KEY_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
+_MERCHANT_ID = re.compile(r"^[A-Za-z0-9]{1,64}$")
+_STORE_ID = re.compile(r"^[A-Za-z0-9._-]{1,200}$")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the app reads from the environment, after validation."""
+
+    public_key_id: str | None
+    private_key: RSAPrivateKey | None  # parsed once, here; None in simulator mode
+    merchant_id: str | None  # None: the simulator's value (app.py fills it in)
+    store_id: str | None  # None: the simulator's value
+    region: str  # na, eu, uk or jp
+    sandbox: bool
+    endpoint: str | None  # scheme://host[:port], no trailing slash
+    checkout_js_url: str | None  # None: the region's URL, or the simulator's stand-in
+    algorithm: Algorithm
+    database_url: str | None  # SQLAlchemy URL; None: a SQLite file under instance/
+    secret_key: str | None  # None only in simulator mode (generated under instance/)
+    trust_proxy: bool  # APP_TRUST_PROXY: honour X-Forwarded-* from one proxy hop
+    simulator_port: int  # APP_SIMULATOR_PORT: 0 = any free port
+
+    @property
+    def simulator_mode(self) -> bool:
+        """No credentials: run offline against the embedded simulator."""
+        return self.public_key_id is None
+
+    @property
+    def ledger_currency(self) -> str:
+        return _LEDGER_CURRENCY[self.region]
+
+    @property
+    def default_checkout_js_url(self) -> str:
+        return _CHECKOUT_JS[self.region]
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, object]) -> Settings:
+        """Read and validate; raise ConfigurationError naming the first bad variable."""
+        env = _Env(environ)
+        public_key_id = env.get("AMAZON_PAY_PUBLIC_KEY_ID")
+        if public_key_id is not None and not _KEY_ID.match(public_key_id):
+            raise ConfigurationError(
+                "AMAZON_PAY_PUBLIC_KEY_ID: must be letters, digits, '-' or '_' (up to 128)"
+            )
+        private_key = None
+        key_source = env.get("AMAZON_PAY_PRIVATE_KEY")
+        if public_key_id is not None:
+            if key_source is None:
+                raise ConfigurationError(
+                    "AMAZON_PAY_PRIVATE_KEY: required when AMAZON_PAY_PUBLIC_KEY_ID is set"
+                )
+            private_key = _read_private_key(key_source)
+
+        merchant_id = env.get("AMAZON_PAY_MERCHANT_ID")
+        if merchant_id is not None and not _MERCHANT_ID.match(merchant_id):
+            raise ConfigurationError("AMAZON_PAY_MERCHANT_ID: must be letters and digits")
+        store_id = env.get("AMAZON_PAY_STORE_ID")
+        if store_id is not None and not _STORE_ID.match(store_id):
+            raise ConfigurationError(
+                "AMAZON_PAY_STORE_ID: must look like amzn1.application-oa2-client.<id>"
+            )
+
+        raw_region = (env.get("AMAZON_PAY_REGION") or "na").lower()
+        if raw_region not in _REGIONS:
+            raise ConfigurationError(
+                f"AMAZON_PAY_REGION: unknown region {raw_region!r} (expected na, eu, uk, jp)"
+            )
+        sandbox = _parse_bool("AMAZON_PAY_SANDBOX", env.get("AMAZON_PAY_SANDBOX"), default=True)
+
+        endpoint = env.get("AMAZON_PAY_ENDPOINT")
+        if endpoint is not None:
+            endpoint = _parse_endpoint(endpoint)
+        checkout_js_url = env.get("AMAZON_PAY_CHECKOUT_JS_URL")
+        if checkout_js_url is not None:
+            _parse_checkout_js_url(checkout_js_url)
+
+        try:
+            algorithm = Algorithm.parse(env.get("AMAZON_PAY_ALGORITHM") or Algorithm.PSS_V2.value)
+        except ValueError:
+            raise ConfigurationError(
+                "AMAZON_PAY_ALGORITHM: unknown algorithm "
+                f"{env.get('AMAZON_PAY_ALGORITHM')!r} (expected AMZN-PAY-RSASSA-PSS-V2 or "
+                "AMZN-PAY-RSASSA-PSS)"
+            ) from None
+
+        database_url = env.get("DATABASE_URL")
+        if database_url is not None:
+            database_url = _parse_database_url(database_url)
+
+        secret_key = env.get("SECRET_KEY")
+        if secret_key is None and public_key_id is not None:
+            raise ConfigurationError(
+                "SECRET_KEY: required when AMAZON_PAY_PUBLIC_KEY_ID is set "
+                "(it is only generated in simulator mode)"
+            )
+        if secret_key is not None and len(secret_key) < 16:
+            raise ConfigurationError("SECRET_KEY: too short (at least 16 characters)")
+
+        trust_proxy = _parse_bool("APP_TRUST_PROXY", env.get("APP_TRUST_PROXY"), default=False)
+        simulator_port = _parse_port("APP_SIMULATOR_PORT", env.get("APP_SIMULATOR_PORT") or "0")
+
+        return cls(
+            public_key_id=public_key_id,
+            private_key=private_key,
+            merchant_id=merchant_id,
+            store_id=store_id,
+            region=_REGIONS[raw_region],
+            sandbox=sandbox,
+            endpoint=endpoint,
+            checkout_js_url=checkout_js_url,
+            algorithm=algorithm,
+            database_url=database_url,
+            secret_key=secret_key,
+            trust_proxy=trust_proxy,
+            simulator_port=simulator_port,
+        )
+
+
+class _Env:
+    """Environment lookups where unset, empty and all-blank values all mean "not set"."""
+
+    def __init__(self, environ: Mapping[str, object]) -> None:
+        self._environ = environ
+
+    def get(self, name: str) -> str | None:
+        value = self._environ.get(name)
+        if value is None:
+            return None
+        text = str(value).strip()
+        multiline = "\n" in text or "\r" in text or "\x00" in text
+        if multiline and not text.startswith("-----BEGIN"):
+            raise ConfigurationError(f"{name}: must be a single line")
+        return text or None
+
+
+def _parse_bool(name: str, value: str | None, *, default: bool) -> bool:
+    if value is None:
+        return default
+    lowered = value.lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise ConfigurationError(f"{name}: expected true or false, got {value!r}")
+
+
+def _parse_port(name: str, value: str) -> int:
+    if not value.isdigit() or not 0 <= int(value) <= 65535:
+        raise ConfigurationError(f"{name}: expected a port number 0-65535, got {value!r}")
+    return int(value)
+
+
+def _read_private_key(source: str) -> RSAPrivateKey:
+    name = "AMAZON_PAY_PRIVATE_KEY"
+    if source.startswith("-----BEGIN"):
+        pem = source.encode("utf-8")  # the key itself rather than a path: accepted for containers
+    else:
+        try:
+            pem = Path(source).read_bytes()
+        except OSError as exc:
+            raise ConfigurationError(
+                f"{name}: cannot read {source!r} ({exc.strerror or type(exc).__name__})"
+            ) from None
+    try:
+        return load_private_key(pem)
+    except (ValueError, TypeError):
+        raise ConfigurationError(
+            f"{name}: {source if not source.startswith('-----') else 'the value'!r} is not an "
+            "unencrypted PEM RSA private key (PKCS#1 or PKCS#8)"
+        ) from None
+
+
+def _parse_endpoint(value: str) -> str:
+    name = "AMAZON_PAY_ENDPOINT"
+    parts = _split_url(name, value)
+    if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
+        raise ConfigurationError(f"{name}: expected scheme://host[:port] only, got {value!r}")
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def _parse_checkout_js_url(value: str) -> None:
+    _split_url("AMAZON_PAY_CHECKOUT_JS_URL", value)
+
+
+def _split_url(name: str, value: str) -> _UrlParts:
+    try:
+        parts = urlsplit(value)
+        port = parts.port  # raises ValueError for a bad port
+    except ValueError:
+        raise ConfigurationError(f"{name}: not a valid URL: {value!r}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigurationError(f"{name}: expected an http(s)://host URL, got {value!r}")
+    if port == 0 or any(c.isspace() for c in value):
+        raise ConfigurationError(f"{name}: not a valid URL: {value!r}")
+    return _UrlParts(
+        parts.scheme, parts.netloc, parts.path, parts.query, parts.fragment, parts.username
+    )
+
+
+@dataclass(frozen=True)
+class _UrlParts:
+    scheme: str
+    netloc: str
+    path: str
+    query: str
+    fragment: str
+    username: str | None
+
+
+def _parse_database_url(value: str) -> str:
+    name = "DATABASE_URL"
+    # Plain postgresql:// (and Heroku-style postgres://) means psycopg 3 here, not psycopg2.
+    for prefix in ("postgresql://", "postgres://"):
+        if value.startswith(prefix):
+            value = "postgresql+psycopg://" + value[len(prefix) :]
+    try:
+        url = make_url(value)
+    except ArgumentError:
+        raise ConfigurationError(
+            f"{name}: not a database URL (expected sqlite:///path.db or "
+            "postgresql://user@host:port/db)"
+        ) from None
+    if url.drivername not in ("sqlite", "sqlite+pysqlite", "postgresql+psycopg"):
+        raise ConfigurationError(
+            f"{name}: unsupported database {url.drivername!r} (expected sqlite or postgresql)"
+        )
+    if url.drivername.startswith("postgresql") and not url.database:
+        raise ConfigurationError(f"{name}: the postgresql URL names no database")
+    return value

@@ -1,0 +1,1 @@
+"""The shop's web layer (blueprints under views/) and its use cases (checkout, store)."""

@@ -1,0 +1,93 @@
+"""The Amazon Pay button: the signed Create Checkout Session payload and the renderButton config.
+
+The config object is what `static/js/amazon-pay-button.js` passes verbatim to
+`amazon.Pay.renderButton` (docs/amazon-pay-api.md section 3). `payloadJSON` is signed as the exact
+string that goes into the page.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from amazonpay.client import AmazonPayClient
+from amazonpay.models import Price
+from storefront.store import KIND_WALLET, PendingCheckout
+
+__all__ = ["ButtonSettings", "button_config"]
+
+STORE_NAME = "Flask Coffee Demo"  # merchantStoreName: at most 50 characters (section 4)
+
+
+@dataclass(frozen=True)
+class ButtonSettings:
+    merchant_id: str
+    store_id: str
+    ledger_currency: str
+    sandbox: bool
+    checkout_language: str = "en_US"
+
+
+def checkout_payload(
+    settings: ButtonSettings, pending: PendingCheckout, return_url: str
+) -> dict[str, Any]:
+    """The Create Checkout Session body for this pending checkout (sections 3 and 6)."""
+    payload: dict[str, Any] = {
+        "storeId": settings.store_id,
+        "webCheckoutDetails": {
+            "checkoutResultReturnUrl": return_url,
+            "checkoutMode": "ProcessOrder",
+        },
+    }
+    if pending.kind == KIND_WALLET:
+        payload["chargePermissionType"] = "PaymentMethodOnFile"
+        payload["paymentMethodOnFileMetadata"] = {"setupOnly": True}
+        payload["paymentDetails"] = {"paymentIntent": "Confirm"}
+    else:
+        assert pending.amount is not None
+        payload["paymentDetails"] = {
+            "paymentIntent": "AuthorizeWithCapture",
+            "canHandlePendingAuthorization": True,
+            "chargeAmount": Price.of(pending.amount, pending.currency).to_json(),
+        }
+    payload["merchantMetadata"] = {
+        "merchantReferenceId": pending.reference,
+        "merchantStoreName": STORE_NAME,
+    }
+    return payload
+
+
+def button_config(
+    client: AmazonPayClient,
+    settings: ButtonSettings,
+    pending: PendingCheckout,
+    return_url: str,
+) -> dict[str, Any]:
+    """The exact object for `amazon.Pay.renderButton('#AmazonPayButton', config)`."""
+    payload_json = json.dumps(
+        checkout_payload(settings, pending, return_url), separators=(",", ":"), ensure_ascii=True
+    )
+    config: dict[str, Any] = {
+        "merchantId": settings.merchant_id,
+        "publicKeyId": client.public_key_id,
+        "ledgerCurrency": settings.ledger_currency,
+        "checkoutLanguage": settings.checkout_language,
+        "productType": "PayOnly",
+        "placement": "Other" if pending.kind == KIND_WALLET else "Checkout",
+        "buttonColor": "Gold",
+        "sandbox": settings.sandbox,
+        "createCheckoutSessionConfig": {
+            "payloadJSON": payload_json,
+            "signature": client.sign_button_payload(payload_json),
+            "publicKeyId": client.public_key_id,
+            "algorithm": client.algorithm.value,
+        },
+    }
+    if pending.kind != KIND_WALLET and pending.amount is not None:
+        config["estimatedOrderAmount"] = {
+            "amount": f"{pending.amount.quantize(Decimal('0.01'))}",
+            "currencyCode": pending.currency,
+        }
+    return config

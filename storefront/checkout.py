@@ -1,0 +1,430 @@
+"""The return-URL use case: verify the buyer's Amazon Pay checkout session and complete it once.
+
+No Flask here: `ReturnHandler.handle_return` takes the raw query values and gives back a
+`ReturnOutcome` the view maps to a response. Rules (docs/contract.md, docs/amazon-pay-api.md 5.2,
+5.3, 12):
+
+* `amazonCheckoutSessionId` and `ref` must each appear exactly once and match a strict pattern;
+  anything else is a failure before any database or Amazon call. Session ids are 9-64 characters
+  of letters, digits and inner dashes (a UUID is 36), references are our own 22-character tokens.
+* The pending checkout is found by `ref` (so a lost cookie does not matter). Unknown or malformed
+  `ref` -> failure, redirected to /wallet (the seed's flow) since the checkout kind is unknown.
+* A session id already claimed for another pending checkout is refused without calling Amazon.
+* One worker wins the claim row (INSERT ... ON CONFLICT DO NOTHING); the others wait for its
+  decision. The winner reads the session, checks that it belongs to this pending checkout and
+  matches its type and amount, then completes it with a key derived from the session id, so a
+  takeover after a crash replays rather than repeats.
+* An outcome that may hide moved money (no response, 5xx, 429, 202) is *pending*, never failure;
+  the next visit reconciles with a GET and, if still Open, completes again with the same key.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import re
+import secrets
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from amazonpay.client import AmazonPayClient, idempotency_key_for
+from amazonpay.errors import (
+    AmazonPayError,
+    APIConnectionError,
+    APIError,
+    ConflictError,
+    NotFoundError,
+    RateLimitError,
+    ServiceError,
+)
+from amazonpay.models import CheckoutSession, Price
+from storefront.store import (
+    CLAIM_COMPLETED,
+    CLAIM_FAILED,
+    CLAIM_PENDING,
+    KIND_ONE_TIME,
+    KIND_WALLET,
+    PENDING_COMPLETED,
+    Claim,
+    PendingCheckout,
+    Store,
+)
+
+__all__ = [
+    "REFERENCE_PATTERN",
+    "SESSION_ID_PATTERN",
+    "OutcomeKind",
+    "ReturnHandler",
+    "ReturnOutcome",
+    "valid_reference",
+]
+
+logger = logging.getLogger(__name__)
+
+SESSION_ID_PATTERN = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9-]{7,62}[A-Za-z0-9]\Z")
+REFERENCE_PATTERN = re.compile(r"\A[A-Za-z0-9_-]{22}\Z")
+
+# Section 4: a session not completed within 24 hours is canceled by Amazon.
+MAX_PENDING_AGE = timedelta(hours=24)
+
+_SUCCESS_CHARGE_STATES = frozenset({"Authorized", "CaptureInitiated", "Captured"})
+_FAILED_CHARGE_STATES = frozenset({"Declined", "Canceled"})
+# Complete answered "not Open any more": read the session to learn what really happened (5.2).
+_RECHECK_REASONS = frozenset({"InvalidCheckoutSessionStatus", "CheckoutSessionCanceled"})
+
+
+class OutcomeKind(enum.Enum):
+    SUCCESS = "success"
+    FAILURE = "failure"
+    PENDING = "pending"
+
+
+@dataclass(frozen=True)
+class ReturnOutcome:
+    """What the buyer should see. `checkout_kind` picks the failure redirect (wallet/checkout)."""
+
+    kind: OutcomeKind
+    checkout_kind: str
+    reference: str | None
+    reason: str  # for logs and tests; never shown to the buyer
+
+
+def valid_reference(value: str | None) -> bool:
+    return value is not None and REFERENCE_PATTERN.match(value) is not None
+
+
+def _single(values: Sequence[str], pattern: re.Pattern[str]) -> str | None:
+    """The one value when exactly one was given and it matches; duplicates count as malformed."""
+    if len(values) != 1:
+        return None
+    value = values[0]
+    return value if pattern.match(value) else None
+
+
+class ReturnHandler:
+    """Completes Amazon Pay checkout sessions on the buyer's return. One per app; thread-safe."""
+
+    def __init__(
+        self,
+        client: AmazonPayClient,
+        store: Store,
+        *,
+        clock: Callable[[], datetime],
+        sleep: Callable[[float], None],
+        lease: timedelta = timedelta(seconds=30),
+        wait: timedelta = timedelta(seconds=15),
+        poll_interval: float = 0.1,
+        max_age: timedelta = MAX_PENDING_AGE,
+    ) -> None:
+        self.client = client
+        self.store = store
+        self.clock = clock
+        self.sleep = sleep
+        self.lease = lease
+        self.wait = wait
+        self.poll_interval = poll_interval
+        self.max_age = max_age
+
+    # -- entry point ----------------------------------------------------------------------
+
+    def handle_return(self, session_ids: Sequence[str], refs: Sequence[str]) -> ReturnOutcome:
+        """Decide the outcome for `/checkout/return?ref=...&amazonCheckoutSessionId=...`."""
+        reference = _single(refs, REFERENCE_PATTERN)
+        pending = self.store.get_pending(reference) if reference else None
+        if pending is None:
+            reason = "unknown-reference" if reference else "malformed-reference"
+            logger.warning("checkout return refused: %s", reason)
+            return ReturnOutcome(OutcomeKind.FAILURE, KIND_WALLET, None, reason)
+
+        session_id = _single(session_ids, SESSION_ID_PATTERN)
+        if session_id is None:
+            logger.warning(
+                "checkout return refused: malformed session id ref=%s", pending.reference
+            )
+            return self._failure(pending, "malformed-session-id")
+
+        existing = self.store.get_claim(session_id)
+        if existing is not None:
+            if existing.reference != pending.reference:
+                return self._foreign(pending, session_id)
+            if existing.decided:
+                return self._from_claim(pending, existing)
+        else:
+            if pending.state == PENDING_COMPLETED:
+                # Paid already through another session (a second tab): never complete twice;
+                # the other session is left Open and Amazon cancels it after 24 hours.
+                return self._success(pending, "already-completed")
+            if self.clock() - pending.created_at > self.max_age:
+                logger.warning("checkout return refused: expired ref=%s", pending.reference)
+                return self._failure(pending, "expired")
+
+        owner = secrets.token_hex(8)
+        deadline = self.clock() + self.wait
+        while True:
+            attempt = self.store.claim(
+                session_id, pending.reference, owner=owner, now=self.clock(), lease=self.lease
+            )
+            claim = attempt.claim
+            if attempt.won:
+                return self._process(pending, claim, owner)
+            if claim.reference != pending.reference:
+                return self._foreign(pending, session_id)
+            if claim.decided:
+                return self._from_claim(pending, claim)
+            if claim.status == CLAIM_PENDING:
+                # Another request is reconciling it right now; its refresh will show the result.
+                return self._pending(pending, "reconciling-elsewhere")
+            if self.clock() >= deadline:
+                return self._pending(pending, "claimed-elsewhere")
+            self.sleep(self.poll_interval)
+
+    # -- the winner -------------------------------------------------------------------------
+
+    def _process(self, pending: PendingCheckout, claim: Claim, owner: str) -> ReturnOutcome:
+        session_id = claim.checkout_session_id
+        if not self.store.start_processing(pending.reference, session_id):
+            # Another checkout session of this same pending checkout is being completed.
+            self.store.release_claim(session_id, owner)
+            current = self.store.get_pending(pending.reference)
+            if current is not None and current.state == PENDING_COMPLETED:
+                return self._success(pending, "already-completed")
+            return self._pending(pending, "other-session-in-flight")
+
+        if claim.status == CLAIM_PENDING and claim.charge_id:
+            return self._reconcile_charge(pending, claim)
+
+        was_pending = claim.status == CLAIM_PENDING
+        try:
+            session = self.client.get_checkout_session(session_id)
+        except (APIConnectionError, ServiceError, RateLimitError) as exc:
+            _log_error("get_checkout_session", exc)
+            return self._mark_pending(pending, session_id, "get-unavailable")
+        except NotFoundError as exc:
+            _log_error("get_checkout_session", exc)
+            if was_pending:
+                return self._mark_pending(pending, session_id, "get-not-found")
+            return self._record_failure(pending, session_id, "not-found")
+        except APIError as exc:
+            _log_error("get_checkout_session", exc)
+            if was_pending:  # Complete may have gone through before: keep reconciling
+                return self._mark_pending(pending, session_id, f"get-{exc.reason_code}")
+            return self._record_failure(pending, session_id, exc.reason_code or "get-error")
+
+        if session.merchant_reference_id != pending.reference:
+            # Someone replays another checkout's session id on this return URL: refuse, and
+            # leave no trace on the claim so the real owner can still complete it.
+            logger.warning(
+                "checkout return refused: session belongs to another checkout ref=%s",
+                pending.reference,
+            )
+            self.store.abandon_claim(session_id, pending.reference, owner)
+            return self._failure(pending, "reference-mismatch")
+
+        state = session.state
+        if state == "Completed":
+            return self._record_success(pending, session, "completed-before")
+        if state == "Canceled":
+            return self._record_failure(
+                pending, session_id, session.status_details.reason_code or "Canceled"
+            )
+        if state != "Open":
+            logger.warning("checkout session in unknown state %r", state)
+            return self._mark_pending(pending, session_id, "unknown-state")
+        mismatch = self._mismatch(pending, session)
+        if mismatch:
+            logger.warning("checkout return refused: %s ref=%s", mismatch, pending.reference)
+            return self._record_failure(pending, session_id, mismatch)
+        return self._complete(pending, session_id)
+
+    def _mismatch(self, pending: PendingCheckout, session: CheckoutSession) -> str | None:
+        """Why this Open session is not the one we offered, or None when it matches."""
+        if pending.kind == KIND_WALLET:
+            if session.charge_permission_type != "PaymentMethodOnFile":
+                return "type-mismatch"
+            if session.setup_only is not True:
+                return "setup-only-mismatch"
+            return None
+        if session.charge_permission_type not in (None, "OneTime"):
+            return "type-mismatch"
+        amount = session.charge_amount
+        if (
+            amount is None
+            or pending.amount is None
+            or amount.amount != pending.amount
+            or amount.currency_code != pending.currency
+        ):
+            return "amount-mismatch"
+        return None
+
+    def _complete(self, pending: PendingCheckout, session_id: str) -> ReturnOutcome:
+        charge_amount = (
+            Price.of(pending.amount, pending.currency)
+            if pending.kind == KIND_ONE_TIME and pending.amount is not None
+            else None
+        )
+        try:
+            result = self.client.complete_checkout_session(
+                session_id, charge_amount, idempotency_key=idempotency_key_for(session_id)
+            )
+        except ConflictError as exc:
+            _log_error("complete_checkout_session", exc)
+            if exc.reason_code in _RECHECK_REASONS:
+                return self._decide_after_conflict(pending, session_id)
+            return self._record_failure(pending, session_id, exc.reason_code or "conflict")
+        except (APIConnectionError, ServiceError, RateLimitError) as exc:
+            _log_error("complete_checkout_session", exc)
+            return self._mark_pending(pending, session_id, "complete-unknown")
+        except APIError as exc:
+            _log_error("complete_checkout_session", exc)
+            return self._record_failure(pending, session_id, exc.reason_code or "complete-error")
+
+        session = result.checkout_session
+        if result.authorization_pending:
+            logger.info("checkout completed with authorization pending ref=%s", pending.reference)
+            return self._mark_pending(
+                pending,
+                session_id,
+                "authorization-pending",
+                charge_permission_id=session.charge_permission_id,
+                charge_id=session.charge_id,
+            )
+        if session.state == "Canceled":
+            return self._record_failure(
+                pending, session_id, session.status_details.reason_code or "Canceled"
+            )
+        if session.state not in ("Completed", ""):
+            return self._mark_pending(pending, session_id, f"complete-state-{session.state}")
+        return self._record_success(pending, session, "completed", session_id=session_id)
+
+    def _decide_after_conflict(self, pending: PendingCheckout, session_id: str) -> ReturnOutcome:
+        try:
+            session = self.client.get_checkout_session(session_id)
+        except AmazonPayError as exc:
+            _log_error("get_checkout_session", exc)
+            return self._mark_pending(pending, session_id, "recheck-unavailable")
+        if session.merchant_reference_id != pending.reference:
+            return self._record_failure(pending, session_id, "reference-mismatch")
+        if session.state == "Completed":
+            return self._record_success(pending, session, "completed-before")
+        if session.state == "Canceled":
+            return self._record_failure(
+                pending, session_id, session.status_details.reason_code or "Canceled"
+            )
+        return self._mark_pending(pending, session_id, f"recheck-state-{session.state}")
+
+    def _reconcile_charge(self, pending: PendingCheckout, claim: Claim) -> ReturnOutcome:
+        """After a 202: the session is completed; the charge's authorization decides."""
+        session_id = claim.checkout_session_id
+        assert claim.charge_id is not None
+        try:
+            charge = self.client.get_charge(claim.charge_id)
+        except AmazonPayError as exc:
+            _log_error("get_charge", exc)
+            return self._mark_pending(pending, session_id, "charge-unavailable")
+        if charge.state in _SUCCESS_CHARGE_STATES:
+            self.store.record_success(
+                pending,
+                session_id,
+                charge_permission_id=claim.charge_permission_id,
+                charge_id=claim.charge_id,
+                now=self.clock(),
+            )
+            return self._success(pending, "authorized")
+        if charge.state in _FAILED_CHARGE_STATES:
+            return self._record_failure(
+                pending, session_id, charge.status_details.reason_code or charge.state
+            )
+        return self._mark_pending(pending, session_id, "authorization-pending")
+
+    # -- recording and outcomes -------------------------------------------------------------
+
+    def _record_success(
+        self,
+        pending: PendingCheckout,
+        session: CheckoutSession,
+        reason: str,
+        *,
+        session_id: str | None = None,
+    ) -> ReturnOutcome:
+        self.store.record_success(
+            pending,
+            session_id or session.checkout_session_id,
+            charge_permission_id=session.charge_permission_id,
+            charge_id=session.charge_id,
+            now=self.clock(),
+        )
+        logger.info("checkout completed ref=%s kind=%s", pending.reference, pending.kind)
+        return self._success(pending, reason)
+
+    def _record_failure(
+        self, pending: PendingCheckout, session_id: str, reason: str
+    ) -> ReturnOutcome:
+        self.store.record_failure(session_id, pending.reference, reason=reason, now=self.clock())
+        logger.info("checkout not completed ref=%s reason=%s", pending.reference, reason)
+        return self._failure(pending, reason)
+
+    def _mark_pending(
+        self,
+        pending: PendingCheckout,
+        session_id: str,
+        reason: str,
+        *,
+        charge_permission_id: str | None = None,
+        charge_id: str | None = None,
+    ) -> ReturnOutcome:
+        self.store.mark_pending(
+            session_id,
+            reason=reason,
+            now=self.clock(),
+            charge_permission_id=charge_permission_id,
+            charge_id=charge_id,
+        )
+        logger.info("checkout outcome pending ref=%s reason=%s", pending.reference, reason)
+        return self._pending(pending, reason)
+
+    def _from_claim(self, pending: PendingCheckout, claim: Claim) -> ReturnOutcome:
+        if claim.status == CLAIM_COMPLETED:
+            return self._success(pending, "already-decided")
+        if claim.status == CLAIM_FAILED:
+            return self._failure(pending, claim.reason or "already-failed")
+        return self._pending(pending, claim.reason or "pending")
+
+    def _foreign(self, pending: PendingCheckout, session_id: str) -> ReturnOutcome:
+        logger.warning(
+            "checkout return refused: session id recorded for another checkout ref=%s",
+            pending.reference,
+        )
+        return self._failure(pending, "foreign-session")
+
+    @staticmethod
+    def _success(pending: PendingCheckout, reason: str) -> ReturnOutcome:
+        return ReturnOutcome(OutcomeKind.SUCCESS, pending.kind, pending.reference, reason)
+
+    @staticmethod
+    def _failure(pending: PendingCheckout, reason: str) -> ReturnOutcome:
+        return ReturnOutcome(OutcomeKind.FAILURE, pending.kind, pending.reference, reason)
+
+    @staticmethod
+    def _pending(pending: PendingCheckout, reason: str) -> ReturnOutcome:
+        return ReturnOutcome(OutcomeKind.PENDING, pending.kind, pending.reference, reason)
+
+
+def _log_error(operation: str, exc: AmazonPayError) -> None:
+    """Status, reasonCode and Amazon's request id; never the message body, keys or payloads."""
+    if isinstance(exc, APIError):
+        logger.warning(
+            "amazon pay %s failed: status=%s reason_code=%s request_id=%s",
+            operation,
+            exc.status,
+            exc.reason_code,
+            exc.request_id,
+        )
+    elif isinstance(exc, APIConnectionError):
+        logger.warning(
+            "amazon pay %s: no response (may have been applied: %s)",
+            operation,
+            exc.may_have_been_applied,
+        )
+    else:
+        logger.warning("amazon pay %s failed: %s", operation, type(exc).__name__)

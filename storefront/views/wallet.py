@@ -1,0 +1,40 @@
+"""Saved payment methods and the button that saves Amazon Pay as one (Saved Wallet setup)."""
+
+from __future__ import annotations
+
+from flask import Blueprint, render_template, request, url_for
+
+from storefront.button import button_config
+from storefront.catalog import CURRENCY
+from storefront.store import KIND_WALLET
+from storefront.web import buyer_id, shop
+
+bp = Blueprint("wallet", __name__)
+
+WALLET_FAILED = (
+    "Your request to save Amazon Pay as a payment method was not successful. Please try again."
+)
+ERROR_FLAG = "wallet"
+
+
+@bp.get("/wallet")
+def wallet() -> str:
+    services = shop()
+    buyer = buyer_id()
+    pending = services.store.find_or_create_pending(
+        buyer_id=buyer,
+        kind=KIND_WALLET,
+        amount=None,
+        currency=CURRENCY,
+        items=[],
+        now=services.now(),
+        reuse_window=services.pending_reuse_window,
+    )
+    return_url = url_for("checkout.checkout_return", ref=pending.reference, _external=True)
+    return render_template(
+        "wallet.html",
+        methods=services.store.saved_payment_methods(buyer),
+        button_config=button_config(services.client, services.button, pending, return_url),
+        checkout_js_url=services.checkout_js_url,
+        error=WALLET_FAILED if request.args.get("error") == ERROR_FLAG else None,
+    )

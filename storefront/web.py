@@ -1,0 +1,150 @@
+"""Per-app services and the small web helpers every view shares: buyer id, CSRF, headers.
+
+`Shop` is built once by `create_app` and kept in `app.extensions["shop"]`; views reach it with
+`shop()`. The buyer is an anonymous account id kept in the signed session cookie.
+"""
+
+from __future__ import annotations
+
+import hmac
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+from flask import Flask, Response, abort, current_app, g, request, session
+from flask.sessions import SecureCookieSessionInterface
+
+from amazonpay.client import AmazonPayClient
+from storefront.button import ButtonSettings
+from storefront.checkout import ReturnHandler
+from storefront.offline import OfflineSimulator
+from storefront.store import Store
+
+__all__ = ["Shop", "buyer_id", "csrf_token", "install_request_guards", "shop"]
+
+_BUYER_ID = re.compile(r"\A[A-Za-z0-9_-]{22}\Z")
+_REQUEST_ID = re.compile(r"\A[A-Za-z0-9._-]{8,64}\Z")
+MAX_QUERY_BYTES = 2048  # a return URL carries two short ids; anything far longer is hostile
+
+
+@dataclass
+class Shop:
+    """Everything the views need, built once per app."""
+
+    client: AmazonPayClient
+    store: Store
+    returns: ReturnHandler
+    button: ButtonSettings
+    checkout_js_url: str
+    simulator: OfflineSimulator | None
+    pending_reuse_window: timedelta = timedelta(hours=1)
+
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+    def close(self) -> None:
+        """Release the pool, the HTTP session and (in the owning process) the simulator."""
+        self.client.close()
+        self.store.engine.dispose()
+        if self.simulator is not None:
+            self.simulator.shutdown()
+
+
+def shop() -> Shop:
+    found: Shop = current_app.extensions["shop"]
+    return found
+
+
+def buyer_id() -> str:
+    """The anonymous buyer of this browser, created on first use."""
+    value = session.get("buyer")
+    if not isinstance(value, str) or not _BUYER_ID.match(value):
+        value = secrets.token_urlsafe(16)
+        session["buyer"] = value
+    return value
+
+
+def csrf_token() -> str:
+    """The per-session form token (double-submit via the signed session cookie)."""
+    token = session.get("csrf")
+    if not isinstance(token, str) or len(token) != 43:
+        token = secrets.token_urlsafe(32)
+        session["csrf"] = token
+    return token
+
+
+def _check_csrf() -> None:
+    expected = session.get("csrf")
+    given = request.form.get("csrf_token", "")
+    if (
+        not isinstance(expected, str)
+        or not given
+        or not hmac.compare_digest(expected.encode("utf-8"), given.encode("utf-8", "replace"))
+    ):
+        abort(400, description="csrf")
+
+
+class _SessionInterface(SecureCookieSessionInterface):
+    """Marks the session cookie Secure whenever the request itself came over https."""
+
+    def get_cookie_secure(self, app: Flask) -> bool:
+        configured = bool(app.config["SESSION_COOKIE_SECURE"])
+        try:
+            return configured or request.is_secure
+        except RuntimeError:  # outside a request
+            return configured
+
+
+def content_security_policy(checkout_js_url: str) -> str:
+    parts = urlsplit(checkout_js_url)
+    origin = f"{parts.scheme}://{parts.netloc}"
+    return "; ".join(
+        [
+            "default-src 'self'",
+            f"script-src 'self' {origin}",
+            f"form-action 'self' {origin}",
+            f"connect-src 'self' {origin}",
+            f"frame-src {origin}",
+            f"img-src 'self' data: {origin}",
+            "style-src 'self'",
+            "frame-ancestors 'none'",
+            "base-uri 'none'",
+            "object-src 'none'",
+        ]
+    )
+
+
+def install_request_guards(app: Flask, checkout_js_url: str) -> None:
+    """CSRF on every POST, size limits, request ids and the security headers."""
+    app.session_interface = _SessionInterface()
+    csp = content_security_policy(checkout_js_url)
+
+    @app.before_request
+    def _guard() -> None:
+        incoming = request.headers.get("X-Request-Id", "")
+        g.request_id = incoming if _REQUEST_ID.match(incoming) else secrets.token_hex(8)
+        if len(request.query_string) > MAX_QUERY_BYTES:
+            abort(400)
+        if request.method == "POST":
+            _check_csrf()
+
+    @app.after_request
+    def _headers(response: Response) -> Response:
+        headers = response.headers
+        headers["Content-Security-Policy"] = csp
+        headers["X-Content-Type-Options"] = "nosniff"
+        headers["X-Frame-Options"] = "DENY"
+        # The return URL carries ids: never send it to another origin in a Referer.
+        headers["Referrer-Policy"] = "no-referrer"
+        headers["Cross-Origin-Opener-Policy"] = "same-origin-allow-popups"
+        headers["X-Request-Id"] = str(g.get("request_id", "-"))
+        if request.endpoint != "static":
+            headers.setdefault("Cache-Control", "no-store")
+        return response
+
+    @app.context_processor
+    def _template_globals() -> dict[str, Any]:
+        return {"csrf_token": csrf_token}
