@@ -46,8 +46,11 @@ def serve_in_thread(
     base_url = f"{scheme}://{shown_host}:{actual_port}"
     if simulator.base_url is None:
         simulator.base_url = base_url
+    # A short poll interval keeps shutdown() fast (tests start one server each).
     thread = threading.Thread(
-        target=server.serve_forever, name=f"amazon-pay-simulator-{actual_port}", daemon=True
+        target=server.serve_forever,
+        kwargs={"poll_interval": 0.05},
+        name=f"amazon-pay-simulator-{actual_port}", daemon=True
     )
     thread.start()
     return ServerHandle(base_url=base_url, port=actual_port, _server=server, _thread=thread)
