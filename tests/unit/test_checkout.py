@@ -1,0 +1,671 @@
+"""The return-URL use case against Amazon's HTTP (mocked with `responses`) and a real SQLite store.
+
+Every outcome the buyer can see, and the rule that bad input never reaches Amazon.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+import requests
+import responses
+from cryptography.hazmat.primitives.asymmetric import rsa
+from responses import matchers
+
+from amazonpay.client import AmazonPayClient, idempotency_key_for
+from storefront.checkout import OutcomeKind, ReturnHandler, ReturnOutcome
+from storefront.store import (
+    CLAIM_COMPLETED,
+    CLAIM_FAILED,
+    CLAIM_PENDING,
+    KIND_ONE_TIME,
+    KIND_WALLET,
+    PendingCheckout,
+    Store,
+    create_store_engine,
+)
+
+API = "https://pay-api.test/v2"
+SESSION_A = "5c4a0a43-4b34-4d85-9e3b-2f2f1c0e9a11"
+SESSION_B = "7d3f1b2e-8c9a-4e5f-a1b2-c3d4e5f60789"
+
+
+class Clock:
+    """A hand-moved clock; `sleep` advances it so polling loops end without real waiting."""
+
+    def __init__(self) -> None:
+        self.now = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+@pytest.fixture(scope="module")
+def private_key() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def amazon() -> Iterator[responses.RequestsMock]:
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        yield mock
+
+
+@pytest.fixture
+def store(tmp_path: Any) -> Iterator[Store]:
+    store = Store(create_store_engine(f"sqlite:///{tmp_path / 'shop.db'}"))
+    store.create_schema()
+    yield store
+    store.engine.dispose()
+
+
+@pytest.fixture
+def handler(
+    private_key: rsa.RSAPrivateKey, store: Store, clock: Clock, amazon: responses.RequestsMock
+) -> ReturnHandler:
+    client = AmazonPayClient(
+        public_key_id="SANDBOX-UNITTEST",
+        private_key=private_key,
+        endpoint="https://pay-api.test",
+        sleep=lambda _seconds: None,
+    )
+    return ReturnHandler(client, store, clock=clock, sleep=clock.advance, poll_interval=1.0)
+
+
+def make_pending(
+    store: Store, clock: Clock, kind: str = KIND_WALLET, amount: str | None = None, buyer: str = "b"
+) -> PendingCheckout:
+    return store.find_or_create_pending(
+        buyer_id=buyer * 22 if len(buyer) == 1 else buyer,
+        kind=kind,
+        amount=None if amount is None else Decimal(amount),
+        currency="USD",
+        items=[] if amount is None else [{"id": "mug", "quantity": 1}],
+        now=clock(),
+        reuse_window=timedelta(hours=1),
+    )
+
+
+def session_json(
+    session_id: str,
+    pending: PendingCheckout,
+    *,
+    state: str = "Open",
+    reason_code: str | None = None,
+    reference: str | None = None,
+    completed: bool = False,
+    charge_permission_type: str | None = None,
+    amount: str | None = None,
+    setup_only: bool = True,
+) -> dict[str, Any]:
+    wallet = pending.kind == KIND_WALLET
+    body: dict[str, Any] = {
+        "checkoutSessionId": session_id,
+        "statusDetails": {"state": state, "reasonCode": reason_code},
+        "merchantMetadata": {"merchantReferenceId": reference or pending.reference},
+        "chargePermissionType": charge_permission_type
+        or ("PaymentMethodOnFile" if wallet else "OneTime"),
+    }
+    if wallet:
+        body["paymentMethodOnFileMetadata"] = {"setupOnly": setup_only}
+        body["paymentDetails"] = {"paymentIntent": "Confirm"}
+    else:
+        body["paymentDetails"] = {
+            "paymentIntent": "AuthorizeWithCapture",
+            "chargeAmount": {"amount": amount or str(pending.amount), "currencyCode": "USD"},
+        }
+    if completed or state == "Completed":
+        body["statusDetails"]["state"] = "Completed"
+        body["chargePermissionId"] = "S01-1234567-7654321"
+        body["chargeId"] = None if wallet else "S01-1234567-7654321-C000001"
+    return body
+
+
+def error_body(reason: str) -> dict[str, str]:
+    return {"reasonCode": reason, "message": "Amazon's own words, never shown to the buyer"}
+
+
+def get_url(session_id: str) -> str:
+    return f"{API}/checkoutSessions/{session_id}"
+
+
+def complete_url(session_id: str) -> str:
+    return f"{API}/checkoutSessions/{session_id}/complete"
+
+
+def complete_calls(amazon: responses.RequestsMock) -> list[Any]:
+    return [c for c in amazon.calls if c.request.url.endswith("/complete")]
+
+
+def returned(handler: ReturnHandler, session_id: str, pending: PendingCheckout) -> ReturnOutcome:
+    return handler.handle_return([session_id], [pending.reference])
+
+
+# -- success -------------------------------------------------------------------------------------
+
+
+def test_wallet_setup_completes_with_empty_body_and_stable_key(
+    handler: ReturnHandler, store: Store, clock: Clock, amazon: responses.RequestsMock
+) -> None:
+    pending = make_pending(store, clock)
+    amazon.get(get_url(SESSION_A), json=session_json(SESSION_A, pending))
+    amazon.post(
+        complete_url(SESSION_A),
+        json=session_json(SESSION_A, pending, completed=True),
+        match=[
+            matchers.json_params_matcher({}),
+            matchers.header_matcher({"x-amz-pay-idempotency-key": idempotency_key_for(SESSION_A)}),
+        ],
+    )
+
+    outcome = returned(handler, SESSION_A, pending)
+
+    assert outcome == ReturnOutcome(
+        OutcomeKind.SUCCESS, KIND_WALLET, pending.reference, "completed"
+    )
+    methods = store.saved_payment_methods(pending.buyer_id)
+    assert [m.charge_permission_id for m in methods] == ["S01-1234567-7654321"]
+    claim = store.get_claim(SESSION_A)
+    assert claim is not None
+    assert claim.status == CLAIM_COMPLETED
+
+
+def test_one_time_completes_with_the_recorded_amount_and_records_the_order(
+    handler: ReturnHandler, store: Store, clock: Clock, amazon: responses.RequestsMock
+) -> None:
+    pending = make_pending(store, clock, KIND_ONE_TIME, "33.99")
+    amazon.get(get_url(SESSION_A), json=session_json(SESSION_A, pending))
+    amazon.post(
+        complete_url(SESSION_A),
+        json=session_json(SESSION_A, pending, completed=True),
+        match=[
+            matchers.json_params_matcher(
+                {"chargeAmount": {"amount": "33.99", "currencyCode": "USD"}}
+            )
+        ],
+    )
+
+    outcome = returned(handler, SESSION_A, pending)
+
+    assert outcome.kind is OutcomeKind.SUCCESS
+    order = store.get_order(pending.reference)
+    assert order is not None
+    assert (order.amount, order.charge_id) == (Decimal("33.99"), "S01-1234567-7654321-C000001")
+
+
+def test_refresh_after_success_calls_amazon_no_more(
+    handler: ReturnHandler, store: Store, clock: Clock, amazon: responses.RequestsMock
+) -> None:
+    pending = make_pending(store, clock)
+    amazon.get(get_url(SESSION_A), json=session_json(SESSION_A, pending))
+    amazon.post(complete_url(SESSION_A), json=session_json(SESSION_A, pending, completed=True))
+    assert returned(handler, SESSION_A, pending).kind is OutcomeKind.SUCCESS
+    calls = len(amazon.calls)
+
+    for _ in range(3):
+        assert returned(handler, SESSION_A, pending).kind is OutcomeKind.SUCCESS
+
+    assert len(amazon.calls) == calls == 2
+
+
+def test_second_session_for_a_paid_checkout_is_never_completed(
+    handler: ReturnHandler, store: Store, clock: Clock, amazon: responses.RequestsMock
+) -> None:
+    pending = make_pending(store, clock, KIND_ONE_TIME, "10.00")
+    amazon.get(get_url(SESSION_A), json=session_json(SESSION_A, pending))
+    amazon.post(complete_url(SESSION_A), json=session_json(SESSION_A, pending, completed=True))
+    assert returned(handler, SESSION_A, pending).kind is OutcomeKind.SUCCESS
+
+    outcome = returned(handler, SESSION_B, pending)  # the same cart paid again in a second tab
+
+    assert outcome.kind is OutcomeKind.SUCCESS
+    assert not [c for c in amazon.calls if SESSION_B in c.request.url]
+
+
+def test_session_completed_before_a_crash_is_recorded_as_success(
+    handler: ReturnHandler, store: Store, clock: Clock, amazon: responses.RequestsMock
+) -> None:
+    pending = make_pending(store, clock)
+    amazon.get(get_url(SESSION_A), json=session_json(SESSION_A, pending, state="Completed"))
+
+    outcome = returned(handler, SESSION_A, pending)
+
+    assert outcome.kind is OutcomeKind.SUCCESS
+    assert complete_calls(amazon) == []
+    assert store.saved_payment_methods(pending.buyer_id)
+
+
+@pytest.mark.parametrize("reason", ["InvalidCheckoutSessionStatus", "CheckoutSessionCanceled"])
+def test_conflict_then_get_completed_is_success(
+    handler: ReturnHandler,
+    store: Store,
+    clock: Clock,
+    amazon: responses.RequestsMock,
+    reason: str,
+) -> None:
+    pending = make_pending(store, clock)
+    amazon.get(get_url(SESSION_A), json=session_json(SESSION_A, pending))
+    amazon.get(get_url(SESSION_A), json=session_json(SESSION_A, pending, state="Completed"))
+    amazon.post(complete_url(SESSION_A), status=422, json=error_body(reason))
+
+    outcome = returned(handler, SESSION_A, pending)
+
+    assert outcome.kind is OutcomeKind.SUCCESS
+    assert len(complete_calls(amazon)) == 1
+
+
+# -- failures ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("reason", ["BuyerCanceled", "Declined", "Expired", "AmazonRejected"])
+@pytest.mark.parametrize("kind", [KIND_WALLET, KIND_ONE_TIME])
+def test_canceled_session_is_a_failure_of_its_kind(
+    *,
+    handler: ReturnHandler,
+    store: Store,
+    clock: Clock,
+    amazon: responses.RequestsMock,
+    reason: str,
+    kind: str,
+) -> None:
+    pending = make_pending(store, clock, kind, None if kind == KIND_WALLET else "12.00")
+    amazon.get(get_url(SESSION_A), json=session_json(SESSION_A, pending))
+    amazon.get(
+        get_url(SESSION_A),
+        json=session_json(SESSION_A, pending, state="Canceled", reason_code=reason),
+    )
+    amazon.post(complete_url(SESSION_A), status=422, json=error_body("CheckoutSessionCanceled"))
+
+    outcome = returned(handler, SESSION_A, pending)
+
+    assert (outcome.kind, outcome.checkout_kind, outcome.reason) == (
+        OutcomeKind.FAILURE,
+        kind,
+        reason,
+    )
+    claim = store.get_claim(SESSION_A)
+    assert claim is not None
+    assert claim.status == CLAIM_FAILED
+    # The pending checkout opens again so the buyer can simply retry.
+    again = store.get_pending(pending.reference)
+    assert again is not None
+    assert again.state == "open"
+
+
+def test_session_already_canceled_is_a_failure_without_complete(
+    handler: ReturnHandler, store: Store, clock: Clock, amazon: responses.RequestsMock
+) -> None:
+    pending = make_pending(store, clock)
+    amazon.get(
+        get_url(SESSION_A),
+        json=session_json(SESSION_A, pending, state="Canceled", reason_code="BuyerCanceled"),
+    )
+
+    assert returned(handler, SESSION_A, pending).kind is OutcomeKind.FAILURE
+    assert complete_calls(amazon) == []
+
+
+def test_amount_mismatch_from_amazon_is_a_failure(
+    handler: ReturnHandler, store: Store, clock: Clock, amazon: responses.RequestsMock
+) -> None:
+    pending = make_pending(store, clock, KIND_ONE_TIME, "20.00")
+    amazon.get(get_url(SESSION_A), json=session_json(SESSION_A, pending))
+    amazon.post(complete_url(SESSION_A), status=409, json=error_body("AmountMismatch"))
+
+    outcome = returned(handler, SESSION_A, pending)
+
+    assert (outcome.kind, outcome.reason) == (OutcomeKind.FAILURE, "AmountMismatch")
+
+
+@pytest.mark.parametrize(
+    ("kind", "amount", "overrides", "reason"),
+    [
+        (KIND_ONE_TIME, "20.00", {"amount": "0.01"}, "amount-mismatch"),
+        (KIND_WALLET, None, {"charge_permission_type": "OneTime"}, "type-mismatch"),
+        (KIND_WALLET, None, {"setup_only": False}, "setup-only-mismatch"),
+        (KIND_ONE_TIME, "20.00", {"charge_permission_type": "Recurring"}, "type-mismatch"),
+    ],
+)
+def test_session_not_matching_the_record_is_refused_before_complete(
+    *,
+    handler: ReturnHandler,
+    store: Store,
+    clock: Clock,
+    amazon: responses.RequestsMock,
+    kind: str,
+    amount: str | None,
+    overrides: dict[str, Any],
+    reason: str,
+) -> None:
+    pending = make_pending(store, clock, kind, amount)
+    amazon.get(get_url(SESSION_A), json=session_json(SESSION_A, pending, **overrides))
+
+    outcome = returned(handler, SESSION_A, pending)
+
+    assert (outcome.kind, outcome.reason) == (OutcomeKind.FAILURE, reason)
+    assert complete_calls(amazon) == []
+
+
+@pytest.mark.parametrize(("status", "reason"), [(400, "InvalidParameterValue"), (403, None)])
+def test_client_errors_from_complete_are_failures(
+    *,
+    handler: ReturnHandler,
+    store: Store,
+    clock: Clock,
+    amazon: responses.RequestsMock,
+    status: int,
+    reason: str | None,
+) -> None:
+    pending = make_pending(store, clock)
+    amazon.get(get_url(SESSION_A), json=session_json(SESSION_A, pending))
+    amazon.post(complete_url(SESSION_A), status=status, json=error_body(reason or "x"))
+
+    assert returned(handler, SESSION_A, pending).kind is OutcomeKind.FAILURE
+
+
+def test_hijacked_session_id_is_refused_and_the_owner_can_still_complete(
+    handler: ReturnHandler, store: Store, clock: Clock, amazon: responses.RequestsMock
+) -> None:
+    victim = make_pending(store, clock, buyer="a")
+    attacker = make_pending(store, clock, buyer="z")
+    amazon.get(get_url(SESSION_A), json=session_json(SESSION_A, victim))
+    amazon.post(complete_url(SESSION_A), json=session_json(SESSION_A, victim, completed=True))
+
+    # The attacker replays the victim's session id on the attacker's own return URL.
+    outcome = returned(handler, SESSION_A, attacker)
+
+    assert (outcome.kind, outcome.reason) == (OutcomeKind.FAILURE, "reference-mismatch")
+    assert complete_calls(amazon) == []
+    assert store.get_claim(SESSION_A) is None  # nothing blocks the real owner
+
+    assert returned(handler, SESSION_A, victim).kind is OutcomeKind.SUCCESS
+    assert store.saved_payment_methods(victim.buyer_id)
+    assert not store.saved_payment_methods(attacker.buyer_id)
+
+
+def test_session_recorded_for_another_checkout_is_refused_without_calling_amazon(
+    handler: ReturnHandler, store: Store, clock: Clock, amazon: responses.RequestsMock
+) -> None:
+    victim = make_pending(store, clock, buyer="a")
+    attacker = make_pending(store, clock, buyer="z")
+    amazon.get(get_url(SESSION_A), json=session_json(SESSION_A, victim))
+    amazon.post(complete_url(SESSION_A), json=session_json(SESSION_A, victim, completed=True))
+    assert returned(handler, SESSION_A, victim).kind is OutcomeKind.SUCCESS
+    calls = len(amazon.calls)
+
+    outcome = returned(handler, SESSION_A, attacker)
+
+    assert (outcome.kind, outcome.reason) == (OutcomeKind.FAILURE, "foreign-session")
+    assert len(amazon.calls) == calls
+
+
+def test_pending_checkout_older_than_24_hours_is_not_completed(
+    handler: ReturnHandler, store: Store, clock: Clock, amazon: responses.RequestsMock
+) -> None:
+    pending = make_pending(store, clock)
+    clock.advance(24 * 3600 + 1)
+
+    outcome = returned(handler, SESSION_A, pending)
+
+    assert (outcome.kind, outcome.reason) == (OutcomeKind.FAILURE, "expired")
+    assert len(amazon.calls) == 0
+
+
+# -- outcome not known yet ------------------------------------------------------------------------
+
+
+def test_authorization_pending_then_authorized_on_refresh(
+    handler: ReturnHandler, store: Store, clock: Clock, amazon: responses.RequestsMock
+) -> None:
+    pending = make_pending(store, clock, KIND_ONE_TIME, "15.00")
+    amazon.get(get_url(SESSION_A), json=session_json(SESSION_A, pending))
+    amazon.post(
+        complete_url(SESSION_A), status=202, json=session_json(SESSION_A, pending, completed=True)
+    )
+    charge_url = f"{API}/charges/S01-1234567-7654321-C000001"
+    amazon.get(
+        charge_url, json={"chargeId": "x", "statusDetails": {"state": "AuthorizationInitiated"}}
+    )
+    amazon.get(charge_url, json={"chargeId": "x", "statusDetails": {"state": "Authorized"}})
+
+    first = returned(handler, SESSION_A, pending)
+    assert (first.kind, first.reason) == (OutcomeKind.PENDING, "authorization-pending")
+    claim = store.get_claim(SESSION_A)
+    assert claim is not None
+    assert claim.status == CLAIM_PENDING
+    assert store.get_order(pending.reference) is None
+
+    assert returned(handler, SESSION_A, pending).kind is OutcomeKind.PENDING  # still initiated
+    assert returned(handler, SESSION_A, pending).kind is OutcomeKind.SUCCESS
+    assert store.get_order(pending.reference) is not None
+    assert len(complete_calls(amazon)) == 1
+
+
+def test_authorization_pending_then_declined_is_a_failure(
+    handler: ReturnHandler, store: Store, clock: Clock, amazon: responses.RequestsMock
+) -> None:
+    pending = make_pending(store, clock, KIND_ONE_TIME, "15.00")
+    amazon.get(get_url(SESSION_A), json=session_json(SESSION_A, pending))
+    amazon.post(
+        complete_url(SESSION_A), status=202, json=session_json(SESSION_A, pending, completed=True)
+    )
+    amazon.get(
+        f"{API}/charges/S01-1234567-7654321-C000001",
+        json={
+            "chargeId": "x",
+            "statusDetails": {"state": "Declined", "reasonCode": "HardDeclined"},
+        },
+    )
+
+    assert returned(handler, SESSION_A, pending).kind is OutcomeKind.PENDING
+    assert returned(handler, SESSION_A, pending).kind is OutcomeKind.FAILURE
+
+
+def test_lost_response_is_pending_then_reconciled_on_refresh(
+    handler: ReturnHandler, store: Store, clock: Clock, amazon: responses.RequestsMock
+) -> None:
+    pending = make_pending(store, clock)
+    amazon.get(get_url(SESSION_A), json=session_json(SESSION_A, pending))
+    # Amazon applied the Complete but every answer was lost on the way back.
+    amazon.post(complete_url(SESSION_A), body=requests.ConnectionError("reset by peer"))
+
+    first = returned(handler, SESSION_A, pending)
+
+    assert first.kind is OutcomeKind.PENDING
+    assert not store.saved_payment_methods(pending.buyer_id)
+
+    amazon.replace(
+        responses.GET, get_url(SESSION_A), json=session_json(SESSION_A, pending, state="Completed")
+    )
+    second = returned(handler, SESSION_A, pending)
+
+    assert second.kind is OutcomeKind.SUCCESS
+    assert store.saved_payment_methods(pending.buyer_id)
+
+
+def test_refresh_of_a_pending_open_session_completes_again_with_the_same_key(
+    handler: ReturnHandler, store: Store, clock: Clock, amazon: responses.RequestsMock
+) -> None:
+    pending = make_pending(store, clock)
+    amazon.get(get_url(SESSION_A), json=session_json(SESSION_A, pending))
+    amazon.post(complete_url(SESSION_A), status=503, json=error_body("ServiceUnavailable"))
+    assert returned(handler, SESSION_A, pending).kind is OutcomeKind.PENDING
+
+    amazon.replace(
+        responses.POST,
+        complete_url(SESSION_A),
+        json=session_json(SESSION_A, pending, completed=True),
+    )
+    assert returned(handler, SESSION_A, pending).kind is OutcomeKind.SUCCESS
+
+    keys = {c.request.headers["x-amz-pay-idempotency-key"] for c in complete_calls(amazon)}
+    assert keys == {idempotency_key_for(SESSION_A)}
+
+
+@pytest.mark.parametrize(
+    ("status", "reason"),
+    [(500, "InternalServerError"), (503, "ServiceUnavailable"), (429, "TooManyRequests")],
+)
+def test_server_errors_after_retries_are_pending_never_failure(
+    *,
+    handler: ReturnHandler,
+    store: Store,
+    clock: Clock,
+    amazon: responses.RequestsMock,
+    status: int,
+    reason: str,
+) -> None:
+    pending = make_pending(store, clock)
+    amazon.get(get_url(SESSION_A), json=session_json(SESSION_A, pending))
+    amazon.post(complete_url(SESSION_A), status=status, json=error_body(reason))
+
+    outcome = returned(handler, SESSION_A, pending)
+
+    assert outcome.kind is OutcomeKind.PENDING
+    assert len(complete_calls(amazon)) > 1  # the client retried with the same key
+
+
+def test_amazon_unreachable_on_get_is_pending(
+    handler: ReturnHandler, store: Store, clock: Clock, amazon: responses.RequestsMock
+) -> None:
+    pending = make_pending(store, clock)
+    amazon.get(get_url(SESSION_A), body=requests.ConnectionError("refused"))
+
+    assert returned(handler, SESSION_A, pending).kind is OutcomeKind.PENDING
+    assert complete_calls(amazon) == []
+
+
+# -- concurrency: one winner, a dead winner's lease is taken over ----------------------------------
+
+
+def test_a_live_claim_makes_others_wait_then_show_pending(
+    handler: ReturnHandler, store: Store, clock: Clock, amazon: responses.RequestsMock
+) -> None:
+    pending = make_pending(store, clock)
+    store.claim(SESSION_A, pending.reference, owner="other", now=clock(), lease=timedelta(hours=1))
+
+    outcome = returned(handler, SESSION_A, pending)
+
+    assert (outcome.kind, outcome.reason) == (OutcomeKind.PENDING, "claimed-elsewhere")
+    assert len(amazon.calls) == 0
+
+
+def test_an_expired_lease_is_taken_over_with_the_same_idempotency_key(
+    handler: ReturnHandler, store: Store, clock: Clock, amazon: responses.RequestsMock
+) -> None:
+    pending = make_pending(store, clock)
+    store.claim(
+        SESSION_A, pending.reference, owner="crashed", now=clock(), lease=timedelta(seconds=5)
+    )
+    amazon.get(get_url(SESSION_A), json=session_json(SESSION_A, pending))
+    amazon.post(
+        complete_url(SESSION_A),
+        json=session_json(SESSION_A, pending, completed=True),
+        match=[
+            matchers.header_matcher({"x-amz-pay-idempotency-key": idempotency_key_for(SESSION_A)})
+        ],
+    )
+
+    outcome = returned(handler, SESSION_A, pending)  # polls past the 5 s lease, then takes over
+
+    assert outcome.kind is OutcomeKind.SUCCESS
+    claim = store.get_claim(SESSION_A)
+    assert claim is not None
+    assert claim.attempts == 2
+
+
+# -- bad input never reaches Amazon ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "session_ids",
+    [
+        [],
+        [""],
+        ["../"],
+        ["../../checkoutSessions/x"],
+        ["%2e%2e%2f"],
+        ["abc%0d%0aX-Injected:1"],
+        ["abc\r\nX-Injected: 1"],
+        ["a" * 1000],
+        [SESSION_A, SESSION_B],
+        [SESSION_A, SESSION_A],
+        ["short"],
+        ["-" + SESSION_A[1:]],
+        [SESSION_A + "/complete"],
+        [SESSION_A + "?x=1"],
+        [SESSION_A + " "],
+        ["5c4a0a43\x004b34"],
+        ["\uff46\uff55\uff4c\uff4c-\uff10\uff11\uff12\uff13\uff14\uff15\uff16"],
+    ],
+    ids=lambda v: repr(v)[:40],
+)
+def test_malformed_session_ids_never_reach_amazon(
+    handler: ReturnHandler,
+    store: Store,
+    clock: Clock,
+    amazon: responses.RequestsMock,
+    session_ids: list[str],
+) -> None:
+    pending = make_pending(store, clock, KIND_ONE_TIME, "5.00")
+
+    outcome = handler.handle_return(session_ids, [pending.reference])
+
+    assert (outcome.kind, outcome.checkout_kind) == (OutcomeKind.FAILURE, KIND_ONE_TIME)
+    assert len(amazon.calls) == 0
+    assert store.get_claim(SESSION_A) is None
+
+
+@pytest.mark.parametrize(
+    "refs",
+    [[], [""], ["../"], ["x" * 1000], ["A" * 22, "B" * 22], ["unknownunknownunknown1"], ["A" * 22]],
+    ids=lambda v: repr(v)[:40],
+)
+def test_missing_malformed_or_unknown_reference_never_reaches_amazon(
+    handler: ReturnHandler, amazon: responses.RequestsMock, refs: list[str]
+) -> None:
+    outcome = handler.handle_return([SESSION_A], refs)
+
+    assert (outcome.kind, outcome.checkout_kind) == (OutcomeKind.FAILURE, KIND_WALLET)
+    assert len(amazon.calls) == 0
+
+
+def test_logs_never_carry_amazons_message(
+    handler: ReturnHandler,
+    store: Store,
+    clock: Clock,
+    amazon: responses.RequestsMock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    pending = make_pending(store, clock)
+    amazon.get(get_url(SESSION_A), json=session_json(SESSION_A, pending))
+    amazon.post(
+        complete_url(SESSION_A),
+        status=400,
+        json=error_body("InvalidParameterValue"),
+        headers={"x-amz-pay-request-id": "req-123"},
+    )
+    caplog.set_level("INFO", logger="storefront")
+
+    returned(handler, SESSION_A, pending)
+
+    text = caplog.text
+    assert "InvalidParameterValue" in text
+    assert "req-123" in text
+    assert "never shown" not in "\n".join(
+        r.getMessage() for r in caplog.records if r.name.startswith("storefront")
+    )
+    assert json.dumps(session_json(SESSION_A, pending)) not in text
