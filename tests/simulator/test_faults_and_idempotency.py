@@ -69,21 +69,18 @@ def test_complete_retry_with_the_same_key_replays_200(
 
 
 @pytest.mark.parametrize(
-    ("fault", "status", "reason", "retry_after"),
+    "case",
     [
         ({"kind": "status", "status": 503}, 503, "ServiceUnavailable", None),
         ({"kind": "status", "status": 500}, 500, "InternalServerError", None),
         ({"kind": "status", "status": 429, "retry_after": 1}, 429, "TooManyRequests", "1"),
     ],
+    ids=["503", "500", "429"],
 )
 def test_status_faults_answer_without_applying(
-    api: Api,
-    buyer_session: dict[str, Any],
-    fault: dict[str, Any],
-    status: int,
-    reason: str,
-    retry_after: str | None,
+    api: Api, buyer_session: dict[str, Any], case: tuple[dict[str, Any], int, str, str | None]
 ) -> None:
+    fault, status, reason, retry_after = case
     sid = buyer_session["checkoutSessionId"]
     created = api.control("faults", {"operation": "CompleteCheckoutSession", "count": 1, **fault})
     assert created.status_code == 201, created.text
