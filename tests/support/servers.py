@@ -111,6 +111,7 @@ class ServerProcess:
     process: subprocess.Popen[bytes]
     base_url: str
     log_path: Path
+    stop_signal: signal.Signals = signal.SIGTERM
 
     @property
     def port(self) -> int:
@@ -129,7 +130,7 @@ class ServerProcess:
     def stop(self) -> None:
         if self.process.poll() is None:
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGTERM)
+                os.killpg(self.process.pid, self.stop_signal)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.process.wait(timeout=STOP_TIMEOUT)
         # Whatever is left in the group (a worker stuck in a request) is killed outright.
@@ -163,6 +164,7 @@ def start_server(
     cwd: Path = REPO_ROOT,
     timeout: float = START_TIMEOUT,
     port: int | None = None,
+    stop_signal: signal.Signals = signal.SIGTERM,
 ) -> ServerProcess:
     """Start `argv_template` (with "{port}" filled in) and wait until `health_path` answers 200.
 
@@ -185,7 +187,9 @@ def start_server(
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
             )
-        server = ServerProcess(name, process, f"http://127.0.0.1:{chosen}", log_path)
+        server = ServerProcess(
+            name, process, f"http://127.0.0.1:{chosen}", log_path, stop_signal=stop_signal
+        )
         if _wait_healthy(server, health_path, timeout):
             return server
         server.stop()
@@ -223,6 +227,7 @@ def start_gunicorn(
         "3",
         "--timeout",
         "60",
+        "--no-control-socket",  # gunicorn 27 default: one socket under $HOME shared by all
         *extra_args,
     ]
     return start_server(name, argv_template=argv, env=env, log_dir=log_dir, health_path="/healthz")
