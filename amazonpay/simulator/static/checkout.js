@@ -3,7 +3,7 @@
  *
  * Defines window.amazon.Pay.renderButton(selector, config) (docs/amazon-pay-api.md section 3).
  * The button submits a top-level HTML form POST of createCheckoutSessionConfig to the simulator
- * (no fetch, so no CORS). Safe under a strict CSP: no eval, no inline handlers, no inline <style>.
+ * (no fetch, so no CORS). Safe under a strict CSP: no eval, no inline handlers or styles.
  */
 (function () {
   'use strict';
