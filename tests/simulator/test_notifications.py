@@ -1,0 +1,179 @@
+"""IPN (docs section 10): SNS envelopes posted to notify_url, verified here with the certificate
+the simulator serves, exactly as a merchant's receiver would do it."""
+
+from __future__ import annotations
+
+import base64
+import json
+import queue
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+import requests
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+from amazonpay.simulator import SIMULATOR_MERCHANT_ID, Simulator, serve_in_thread
+from tests.simulator.conftest import Api, Keys, public_keys, session_payload
+
+Received = tuple[dict[str, str], dict[str, Any]]
+
+
+@pytest.fixture
+def receiver() -> Iterator[tuple[str, queue.Queue[Received]]]:
+    inbox: queue.Queue[Received] = queue.Queue()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            length = int(self.headers["Content-Length"])
+            body = json.loads(self.rfile.read(length))
+            inbox.put(({k.lower(): v for k, v in self.headers.items()}, body))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    )
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/ipn", inbox
+    server.shutdown()
+    server.server_close()
+
+
+def sns_string_to_sign(envelope: dict[str, str]) -> str:
+    # AWS's documented order for Notification messages.
+    keys = ["Message", "MessageId", "Subject", "Timestamp", "TopicArn", "Type"]
+    return "".join(f"{k}\n{envelope[k]}\n" for k in keys if k in envelope)
+
+
+def verify(envelope: dict[str, str]) -> None:
+    pem = requests.get(envelope["SigningCertURL"], timeout=5).content
+    public_key = x509.load_pem_x509_certificate(pem).public_key()
+    assert isinstance(public_key, rsa.RSAPublicKey)
+    public_key.verify(
+        base64.b64decode(envelope["Signature"]),
+        sns_string_to_sign(envelope).encode(),
+        padding.PKCS1v15(),
+        hashes.SHA1(),  # noqa: S303 - SNS SignatureVersion 1 is SHA1 (section 10)
+    )
+
+
+def collect(inbox: queue.Queue[Received], count: int) -> list[Received]:
+    got: list[Received] = []
+    deadline = time.monotonic() + 5
+    while len(got) < count and time.monotonic() < deadline:
+        try:
+            got.append(inbox.get(timeout=0.1))
+        except queue.Empty:
+            continue
+    return got
+
+
+def test_completion_capture_and_refund_send_signed_notifications(
+    keys: Keys, receiver: tuple[str, queue.Queue[Received]]
+) -> None:
+    url, inbox = receiver
+    handle = serve_in_thread(Simulator(public_keys=public_keys(keys), notify_url=url))
+    try:
+        api = Api(handle.base_url, keys)
+        sid = api.create_session(session_payload())["checkoutSessionId"]
+        api.control(f"sessions/{sid}/outcome", {"outcome": "success"})
+        done = api.call(
+            "POST",
+            f"/checkoutSessions/{sid}/complete",
+            {"chargeAmount": {"amount": "14.00", "currencyCode": "USD"}},
+        ).json()
+        messages = collect(inbox, 2)
+        assert len(messages) == 2
+        for headers, envelope in messages:
+            assert headers["content-type"].startswith("text/plain")
+            assert headers["x-amz-sns-message-type"] == "Notification"
+            assert envelope["Type"] == "Notification"
+            assert envelope["SignatureVersion"] == "1"
+            assert envelope["SigningCertURL"] == handle.base_url + "/_simulator/sns-cert.pem"
+            assert envelope["TopicArn"]
+            assert envelope["MessageId"]
+            assert envelope["Timestamp"]
+            verify(envelope)
+        inner = [json.loads(e["Message"]) for _, e in messages]
+        assert {(m["ObjectType"], m["ObjectId"]) for m in inner} == {
+            ("CHARGE_PERMISSION", done["chargePermissionId"]),
+            ("CHARGE", done["chargeId"]),
+        }
+        for message in inner:
+            assert message["MerchantID"] == SIMULATOR_MERCHANT_ID
+            assert message["ChargePermissionId"] == done["chargePermissionId"]
+            assert message["NotificationType"] == "STATE_CHANGE"
+            assert message["NotificationVersion"] == "V2"
+            assert message["NotificationId"]
+
+        api.call(
+            "POST",
+            f"/charges/{done['chargeId']}/capture",
+            {"captureAmount": {"amount": "14.00", "currencyCode": "USD"}},
+            idempotency_key="cap",
+        )
+        refund = api.call(
+            "POST",
+            "/refunds",
+            {"chargeId": done["chargeId"], "refundAmount": {"amount": "1", "currencyCode": "USD"}},
+            idempotency_key="ref",
+        ).json()
+        later = [json.loads(e["Message"]) for _, e in collect(inbox, 2)]
+        assert [(m["ObjectType"], m["ObjectId"]) for m in later] == [
+            ("CHARGE", done["chargeId"]),
+            ("REFUND", refund["refundId"]),
+        ]
+    finally:
+        handle.shutdown()
+
+
+def test_a_tampered_notification_fails_verification(
+    keys: Keys, receiver: tuple[str, queue.Queue[Received]]
+) -> None:
+    url, inbox = receiver
+    handle = serve_in_thread(Simulator(public_keys=public_keys(keys), notify_url=url))
+    try:
+        api = Api(handle.base_url, keys)
+        sid = api.create_session(session_payload(intent="Confirm"))["checkoutSessionId"]
+        api.control(f"sessions/{sid}/outcome", {"outcome": "success"})
+        api.call(
+            "POST",
+            f"/checkoutSessions/{sid}/complete",
+            {"chargeAmount": {"amount": "14.00", "currencyCode": "USD"}},
+        )
+        ((_, envelope),) = collect(inbox, 1)
+        verify(envelope)
+        envelope["Message"] = envelope["Message"].replace("STATE_CHANGE", "ATTRIBUTE_CHANGE")
+        with pytest.raises(InvalidSignature):
+            verify(envelope)
+    finally:
+        handle.shutdown()
+
+
+def test_an_unreachable_receiver_does_not_break_the_api(keys: Keys) -> None:
+    handle = serve_in_thread(
+        Simulator(public_keys=public_keys(keys), notify_url="http://127.0.0.1:9/nowhere")
+    )
+    try:
+        api = Api(handle.base_url, keys)
+        sid = api.create_session(session_payload())["checkoutSessionId"]
+        api.control(f"sessions/{sid}/outcome", {"outcome": "success"})
+        response = api.call(
+            "POST",
+            f"/checkoutSessions/{sid}/complete",
+            {"chargeAmount": {"amount": "14.00", "currencyCode": "USD"}},
+        )
+        assert response.status_code == 200
+    finally:
+        handle.shutdown()
