@@ -778,3 +778,76 @@ def test_responses_mock_is_active(fake_amazon: FakeAmazon) -> None:
     with pytest.raises(requests.ConnectionError):
         requests.get("https://pay-api.amazon.com/unrouted", timeout=1)
     assert isinstance(fake_amazon.rsps, responses.RequestsMock)
+
+
+def test_timeouts_and_environment_proxy_reach_the_transport(
+    fake_amazon: FakeAmazon,
+    make_client: Callable[..., AmazonPayClient],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("NO_PROXY", "no_proxy", "HTTPS_PROXY", "https_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.invalid:3128")
+    client = make_client(connect_timeout=1.5, read_timeout=7.0)  # environment read here, once
+    fake_amazon.route("GET", f"{API}/charges/C1", (200, CHARGE, {}))
+    fake_amazon.route("POST", f"{API}/charges/C1/capture", (200, CHARGE, {}))
+    client.get_charge("C1")
+    client.capture_charge("C1", USD)
+    for call in fake_amazon.rsps.calls:
+        kwargs = call.request.req_kwargs
+        assert kwargs["timeout"] == (1.5, 7.0)
+        assert kwargs["proxies"]["https"] == "http://proxy.invalid:3128"
+
+
+def test_callers_session_default_headers_are_sent_unsigned(
+    fake_amazon: FakeAmazon, make_client: Callable[..., AmazonPayClient]
+) -> None:
+    import requests
+
+    session = requests.Session()
+    session.headers["X-Trace"] = "trace-1"
+    fake_amazon.route("GET", f"{API}/charges/C1", (200, CHARGE, {}))
+    make_client(session=session).get_charge("C1")
+    sent = fake_amazon.received[0]
+    assert sent.headers["x-trace"] == "trace-1"
+    assert sent.headers["accept"] == "application/json"
+    assert "x-trace" not in sent.authorization.signed_headers
+
+
+def test_sequential_calls_reuse_one_pooled_connection(private_key: rsa.RSAPrivateKey) -> None:
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    connections: list[tuple[str, int]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def setup(self) -> None:
+            super().setup()
+            connections.append(self.client_address)
+
+        def do_GET(self) -> None:
+            body = json.dumps(CHARGE).encode()
+            self.send_response(200)
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        port = server.server_address[1]
+        with AmazonPayClient(
+            public_key_id="K", private_key=private_key, endpoint=f"http://127.0.0.1:{port}"
+        ) as client:
+            for _ in range(10):
+                assert client.get_charge("C1").state == "Authorized"
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert len(connections) == 1
