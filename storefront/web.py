@@ -128,8 +128,8 @@ def install_request_guards(app: Flask, checkout_js_url: str) -> None:
         g.request_id = incoming if _REQUEST_ID.match(incoming) else secrets.token_hex(8)
         if len(request.query_string) > MAX_QUERY_BYTES:
             abort(400)
-        if request.method == "POST":
-            _check_csrf()
+        if request.method == "POST" and request.routing_exception is None:
+            _check_csrf()  # unknown routes and methods get their 404/405 first
 
     @app.after_request
     def _headers(response: Response) -> Response:

@@ -1,0 +1,214 @@
+"""What every response promises: security headers, CSRF, error pages, hostile input, health."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from tests.integration.conftest import (
+    WALLET_FAILED,
+    AppFactory,
+    Buyer,
+    SimulatorHarness,
+    csrf_token,
+)
+
+API_OPERATIONS = {
+    "GetCheckoutSession",
+    "CompleteCheckoutSession",
+    "UpdateCheckoutSession",
+    "GetCharge",
+}
+
+
+@pytest.mark.parametrize("path", ["/", "/cart", "/checkout", "/wallet", "/healthz", "/nope"])
+def test_security_headers_on_every_response(
+    client: FlaskClient, simulator: SimulatorHarness, path: str
+) -> None:
+    headers = client.get(path).headers
+
+    csp = headers["Content-Security-Policy"]
+    assert f"script-src 'self' {simulator.base_url};" in csp
+    assert "frame-ancestors 'none'" in csp
+    assert "object-src 'none'" in csp
+    assert "base-uri 'none'" in csp
+    assert "unsafe-inline" not in csp
+    assert headers["X-Content-Type-Options"] == "nosniff"
+    assert headers["X-Frame-Options"] == "DENY"
+    assert headers["Referrer-Policy"] == "no-referrer"
+
+
+def test_session_cookie_is_httponly_and_lax(client: FlaskClient) -> None:
+    cookie = client.get("/wallet").headers["Set-Cookie"]
+    assert "HttpOnly" in cookie
+    assert "SameSite=Lax" in cookie
+    assert "Secure" not in cookie  # plain http in tests
+
+
+def test_session_cookie_is_secure_over_https(client: FlaskClient) -> None:
+    cookie = client.get("/wallet", base_url="https://shop.example").headers["Set-Cookie"]
+    assert "Secure" in cookie
+
+
+def test_pages_have_no_inline_script_code(client: FlaskClient) -> None:
+    text = client.get("/wallet").get_data(as_text=True)
+    for match in re.finditer(r"<script([^>]*)>(.*?)</script>", text, re.S):
+        attributes, body = match.groups()
+        assert body.strip() == "" or 'type="application/json"' in attributes
+
+
+def test_add_to_cart_works_as_a_plain_form(client: FlaskClient) -> None:
+    token = csrf_token(client.get("/"))
+
+    response = client.post("/cart/add", data={"product_id": "mug", "csrf_token": token})
+
+    assert response.status_code == 303
+    assert "Stoneware mug" in client.get("/cart").get_data(as_text=True)
+    cleared = client.post("/cart/clear", data={"csrf_token": token})
+    assert cleared.status_code == 303
+    assert 'data-testid="empty-cart"' in client.get("/cart").get_data(as_text=True)
+
+
+@pytest.mark.parametrize("token", [None, "", "forged", "x" * 43])
+def test_post_without_the_right_csrf_token_is_refused_and_changes_nothing(
+    client: FlaskClient, token: str | None
+) -> None:
+    client.get("/")
+    data = {"product_id": "mug"}
+    if token is not None:
+        data["csrf_token"] = token
+
+    response = client.post("/cart/add", data=data)
+
+    assert response.status_code == 400
+    assert 'data-testid="error-page"' in response.get_data(as_text=True)
+    assert 'data-testid="empty-cart"' in client.get("/cart").get_data(as_text=True)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [
+        ("GET", "/does-not-exist", 404),
+        ("GET", "/checkout/result/not-a-reference", 404),
+        ("GET", "/checkout/result/AAAAAAAAAAAAAAAAAAAAAA", 404),
+        ("DELETE", "/checkout", 405),
+        ("POST", "/checkout/return", 405),
+        ("GET", "/cart/add", 405),
+        ("GET", "/static/../app.py", 404),
+    ],
+)
+def test_error_pages_are_ours(client: FlaskClient, method: str, path: str, status: int) -> None:
+    response = client.open(path, method=method)
+
+    text = response.get_data(as_text=True)
+    assert response.status_code == status
+    assert 'data-testid="error-page"' in text
+    assert "Traceback" not in text
+    assert "Werkzeug" not in text
+
+
+def test_oversized_body_is_refused_with_our_page(client: FlaskClient) -> None:
+    token = csrf_token(client.get("/"))
+    response = client.post("/cart/add", data={"product_id": "x" * 200_000, "csrf_token": token})
+    assert response.status_code in (400, 413)
+    assert 'data-testid="error-page"' in response.get_data(as_text=True)
+
+
+HOSTILE_QUERIES = [
+    "",
+    "amazonCheckoutSessionId=",
+    "amazonCheckoutSessionId=../../charges",
+    "amazonCheckoutSessionId=%2e%2e%2f%2e%2e%2f",
+    "amazonCheckoutSessionId=abc%0d%0aSet-Cookie:%20x=1",
+    "amazonCheckoutSessionId=" + "a" * 1000,
+    "amazonCheckoutSessionId=%00%ff%fe",
+    "amazonCheckoutSessionId=<script>alert(1)</script>",
+    "amazonCheckoutSessionId=5c4a0a43-4b34-4d85-9e3b-2f2f1c0e9a11",
+    "amazonCheckoutSessionId=a&amazonCheckoutSessionId=b",
+    "ref=../../&amazonCheckoutSessionId=5c4a0a43-4b34-4d85-9e3b-2f2f1c0e9a11",
+    "ref=AAAAAAAAAAAAAAAAAAAAAA&amazonCheckoutSessionId=5c4a0a43-4b34-4d85-9e3b-2f2f1c0e9a11",
+    "ref=%ff%fe&amazonCheckoutSessionId=%ff",
+    "amazonCheckoutSessionId[]=x",
+    "x=" + "y" * 5000,
+]
+
+
+@pytest.mark.parametrize("query", HOSTILE_QUERIES, ids=lambda q: q[:50])
+def test_hostile_return_urls_never_500_and_never_reach_amazon(
+    client: FlaskClient, simulator: SimulatorHarness, query: str
+) -> None:
+    response = client.get(f"/checkout/return?{query}")
+
+    assert response.status_code in (303, 400)
+    if response.status_code == 303:
+        assert response.headers["Location"] == "/wallet?error=wallet"
+        assert WALLET_FAILED in client.get(response.headers["Location"]).get_data(as_text=True)
+    assert not [e for e in simulator.requests_log() if e.get("operation") in API_OPERATIONS]
+
+
+@pytest.mark.parametrize(
+    "session_value",
+    ["", "../x", "%2e%2e%2f", "a%0d%0ab", "a" * 1000, "short", "<b>x</b>"],
+    ids=lambda v: v[:20],
+)
+def test_malformed_id_on_a_real_return_url_fails_without_calling_amazon(
+    buyer: Buyer, simulator: SimulatorHarness, session_value: str
+) -> None:
+    buyer.add_to_cart()
+    _session_id, config = buyer.press_button("/checkout")
+    payload = json.loads(config["createCheckoutSessionConfig"]["payloadJSON"])
+    return_url = payload["webCheckoutDetails"]["checkoutResultReturnUrl"]
+
+    response = buyer.client.get(f"{return_url}&amazonCheckoutSessionId={session_value}")
+
+    assert (response.status_code, response.headers["Location"]) == (303, "/checkout?error=payment")
+    assert not [e for e in simulator.requests_log() if e.get("operation") in API_OPERATIONS]
+
+
+def test_return_responses_are_not_cached(client: FlaskClient) -> None:
+    response = client.get("/checkout/return?amazonCheckoutSessionId=x")
+    assert response.headers["Cache-Control"] == "no-store"
+
+
+def test_error_flag_never_echoes_input(client: FlaskClient) -> None:
+    text = client.get("/wallet?error=<script>x</script>").get_data(as_text=True)
+    assert "<script>x" not in text
+    assert 'data-testid="flash-error"' not in text
+
+
+def test_healthz_reports_the_database(client: FlaskClient) -> None:
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    assert response.get_json() == {"status": "ok", "database": "ok"}
+
+
+def test_healthz_is_503_when_the_database_is_gone(app_factory: AppFactory, tmp_path: Path) -> None:
+    db = tmp_path / "doomed" / "shop.db"
+    db.parent.mkdir()
+    app = app_factory(database_url=f"sqlite:///{db}")
+    app.extensions["shop"].store.engine.dispose()
+    shutil.rmtree(db.parent)  # the directory vanished: SQLite cannot open or create the file
+
+    response = app.test_client().get("/healthz")
+
+    assert response.status_code == 503
+    assert response.get_json()["database"] != "ok"
+
+
+def test_unexpected_errors_show_our_500_page(app: Flask) -> None:
+    @app.get("/_boom")
+    def boom() -> str:
+        raise RuntimeError("secret internals")
+
+    response = app.test_client().get("/_boom")
+
+    text = response.get_data(as_text=True)
+    assert response.status_code == 500
+    assert 'data-testid="error-page"' in text
+    assert "secret internals" not in text
