@@ -52,7 +52,7 @@ PAYMENT_FAILED = "Your Amazon Pay payment was not successful. Please try again."
 class SimulatorHarness:
     """A running simulator and its control API."""
 
-    simulator: Simulator
+    simulator: Simulator | None  # None when reusing one started elsewhere
     base_url: str
     http: requests.Session = field(default_factory=requests.Session)
 
