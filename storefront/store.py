@@ -429,8 +429,10 @@ class Store:
                     updated_at=now,
                 )
                 .on_conflict_do_nothing(index_elements=["checkout_session_id"])
+                .returning(checkout_claims.c.checkout_session_id)
             )
-            inserted = conn.execute(statement).rowcount == 1
+            # RETURNING, not rowcount: psycopg reports no reliable rowcount for ON CONFLICT.
+            inserted = conn.execute(statement).first() is not None
         if inserted:
             claim = self.get_claim(checkout_session_id)
             assert claim is not None
