@@ -50,7 +50,8 @@ def serve_in_thread(
     thread = threading.Thread(
         target=server.serve_forever,
         kwargs={"poll_interval": 0.05},
-        name=f"amazon-pay-simulator-{actual_port}", daemon=True
+        name=f"amazon-pay-simulator-{actual_port}",
+        daemon=True,
     )
     thread.start()
     return ServerHandle(base_url=base_url, port=actual_port, _server=server, _thread=thread)
