@@ -16,6 +16,7 @@ from typing import Any
 
 import click
 from flask import Flask, g, has_request_context, render_template
+from flask.logging import default_handler
 from werkzeug.exceptions import HTTPException, InternalServerError
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.wrappers import Response as BaseResponse
@@ -172,7 +173,15 @@ class _RequestIdFilter(logging.Filter):
 
 
 def _configure_logging(app: Flask) -> None:
-    """One handler per process on our loggers, each line tagged with the request id."""
+    """Log lines tagged with the request id, unless the host already configured logging.
+
+    Under gunicorn or `flask run` nothing handles our loggers, so we add one handler per process.
+    When the root logger has handlers (pytest, an operator's dictConfig) we leave them be and
+    keep propagation, so their capture and formatting still see our records.
+    """
+    if logging.getLogger().handlers:
+        return
+    app.logger.removeHandler(default_handler)  # ours below carries the request id
     for name in ("storefront", "amazonpay", app.logger.name):
         logger = logging.getLogger(name)
         if any(isinstance(h, _TaggedHandler) for h in logger.handlers):
@@ -185,7 +194,6 @@ def _configure_logging(app: Flask) -> None:
         logger.addHandler(handler)
         if logger.level == logging.NOTSET:
             logger.setLevel(logging.INFO)
-        logger.propagate = False
 
 
 class _TaggedHandler(logging.StreamHandler):  # type: ignore[type-arg]
