@@ -16,6 +16,7 @@ from tests.integration.conftest import (
     AppFactory,
     Buyer,
     SimulatorHarness,
+    button_config,
     csrf_token,
 )
 
@@ -212,3 +213,21 @@ def test_unexpected_errors_show_our_500_page(app: Flask) -> None:
     assert response.status_code == 500
     assert 'data-testid="error-page"' in text
     assert "secret internals" not in text
+
+
+@pytest.mark.parametrize(("trust", "scheme"), [("true", "https"), ("false", "http")])
+def test_forwarded_proto_is_honoured_only_behind_a_declared_proxy(
+    app_factory: AppFactory, trust: str, scheme: str
+) -> None:
+    client = app_factory(APP_TRUST_PROXY=trust).test_client()
+
+    page = client.get(
+        "/wallet", headers={"X-Forwarded-Proto": "https", "X-Forwarded-Host": "shop.example"}
+    )
+
+    payload = json.loads(button_config(page)["createCheckoutSessionConfig"]["payloadJSON"])
+    host = "shop.example" if trust == "true" else "localhost"
+    assert payload["webCheckoutDetails"]["checkoutResultReturnUrl"].startswith(
+        f"{scheme}://{host}/checkout/return?ref="
+    )
+    assert ("Secure" in page.headers["Set-Cookie"]) is (trust == "true")
