@@ -17,6 +17,7 @@ import socket
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -94,6 +95,8 @@ THROTTLE_LIMITS: dict[str, tuple[int, float]] = {
     "GetRefund": (5, 1.0),
 }
 
+_LOG_LIMIT = 10_000
+_TICK_SECONDS = 1.0
 _FAULT_KINDS = ("status", "drop", "delay", "pending")
 _STATUS_REASONS = {
     408: "RequestTimeout",
@@ -220,6 +223,8 @@ class Simulator:
         self._certificate: SigningCertificate | None = None
         self._notifier: Notifier | None = None
         self._pages = self._build_pages()
+        if notify_url is not None:
+            _start_ticker(self)
 
     # ------------------------------------------------------------ public API
 
@@ -246,6 +251,12 @@ class Simulator:
     def add_fault(self, fault: Fault) -> None:
         with self._lock:
             self._faults.append(fault)
+
+    def _record(self, entry: JSONObject) -> None:
+        with self._lock:
+            self._log.append(entry)
+            if len(self._log) > _LOG_LIMIT:  # a long-running dev server must not grow forever
+                del self._log[: len(self._log) - _LOG_LIMIT]
 
     def request_log(self) -> list[JSONObject]:
         with self._lock:
@@ -335,8 +346,7 @@ class Simulator:
         entry["status"] = answer.status
         if answer.fault is not None:
             entry["fault"] = answer.fault.kind
-        with self._lock:
-            self._log.append(entry)
+        self._record(entry)
         fault = answer.fault
         if fault is not None and fault.kind == "delay":
             time.sleep(fault.delay_ms / 1000)
@@ -389,7 +399,7 @@ class Simulator:
             body=body,
             path_environment=path_env,
             public_keys=self.public_keys,
-            now=self._clock(),  # signatures are checked against real time, not the advanced clock
+            now=[datetime.now(UTC), self._clock(), self.now()],
             max_future=self.max_date_skew_future,
             max_age=self.max_date_age,
         )
@@ -566,6 +576,27 @@ class Simulator:
         return app
 
 
+def _start_ticker(simulator: Simulator) -> None:
+    """Apply due time-driven changes without waiting for a request, so IPNs go out on time.
+
+    Holds only a weak reference: the thread ends once the simulator is garbage.
+    """
+    ref = weakref.ref(simulator)
+
+    def run() -> None:
+        while True:
+            time.sleep(_TICK_SECONDS)
+            sim = ref()
+            if sim is None:
+                return
+            with sim._lock:
+                sim._store.tick()
+                sim._flush_events(sim.base_url)
+            del sim
+
+    threading.Thread(target=run, name="amazon-pay-simulator-clock", daemon=True).start()
+
+
 def _not_found(path: str) -> JSONObject:
     return {"reasonCode": "ResourceNotFound", "message": f"No resource at {path}"}
 
@@ -671,8 +702,7 @@ def _register_pages(app: Flask, sim: Simulator) -> None:
             entry["status"] = 303
             return app.redirect(f"/hosted/{session['checkoutSessionId']}", code=303)
         finally:
-            with sim._lock:
-                sim._log.append(entry)
+            sim._record(entry)
 
     @app.get("/hosted/<session_id>")
     def hosted_page(session_id: str) -> Any:
@@ -698,20 +728,19 @@ def _register_pages(app: Flask, sim: Simulator) -> None:
             session = sim.set_buyer_outcome(session_id, outcome)
         except SimulatorError as error:
             return error_page(error.status, "Checkout not possible", error.message)
-        with sim._lock:
-            sim._log.append(
-                {
-                    "operation": "BuyerChoice",
-                    "method": "POST",
-                    "path": request.path,
-                    "checkout_session_id": session_id,
-                    "idempotency_key": None,
-                    "status": 303,
-                    "fault": None,
-                    "timestamp": datetime.now(UTC).isoformat(),
-                    "outcome": outcome,
-                }
-            )
+        sim._record(
+            {
+                "operation": "BuyerChoice",
+                "method": "POST",
+                "path": request.path,
+                "checkout_session_id": session_id,
+                "idempotency_key": None,
+                "status": 303,
+                "fault": None,
+                "timestamp": datetime.now(UTC).isoformat(),
+                "outcome": outcome,
+            }
+        )
         web = session["webCheckoutDetails"]
         target = web.get("checkoutResultReturnUrl") or web.get("checkoutReviewReturnUrl")
         if not target:

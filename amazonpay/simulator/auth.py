@@ -8,7 +8,7 @@ then checks the environment, the `x-amz-pay-date` window and the idempotency key
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -55,7 +55,7 @@ def authenticate(
     body: bytes,
     path_environment: str | None,
     public_keys: Mapping[str, rsa.RSAPublicKey],
-    now: datetime,
+    now: datetime | Sequence[datetime],
     max_future: timedelta,
     max_age: timedelta,
 ) -> Caller:
@@ -123,13 +123,18 @@ def authenticate(
             "InvalidHeaderValue",
             f"The value {date_value} provided for {DATE_HEADER} is invalid",
         ) from None
-    if signed_at > now + max_future:
+    # A date is fresh if it is within the window of any reference time: the real clock, an
+    # injected clock a test signs with, or the clock advanced through the control API.
+    references = [now] if isinstance(now, datetime) else list(now)
+    if all(signed_at > reference + max_future for reference in references):
         raise SimulatorError(
             400,
             "InvalidHeaderValue",
             f"The value {date_value} provided for {DATE_HEADER} should not be in future",
         )
-    if signed_at < now - max_age:
+    if not any(
+        reference - max_age <= signed_at <= reference + max_future for reference in references
+    ):
         raise SimulatorError(
             400,
             "InvalidHeaderValue",

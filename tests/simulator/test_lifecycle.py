@@ -4,11 +4,21 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
-from tests.simulator.conftest import PLAIN_KEY_ID, Api, session_payload, setup_only_payload
+from amazonpay import signing
+from amazonpay.simulator import Simulator, serve_in_thread
+from tests.simulator.conftest import (
+    PLAIN_KEY_ID,
+    Api,
+    Keys,
+    public_keys,
+    session_payload,
+    setup_only_payload,
+)
 
 USD_14 = {"amount": "14.00", "currencyCode": "USD"}
 TIMESTAMP = re.compile(r"^\d{8}T\d{6}Z$")
@@ -414,3 +424,21 @@ def test_unknown_ids_and_routes(
 def test_create_checkout_session_validation(api: Api, payload: dict[str, Any], reason: str) -> None:
     response = api.call("POST", "/checkoutSessions", payload, idempotency_key="v")
     assert (response.status_code, response.json()["reasonCode"]) == (400, reason)
+
+
+def test_an_injected_clock_expires_sessions(keys: Keys) -> None:
+    start = datetime.now(UTC)
+    moments = [start]
+    handle = serve_in_thread(Simulator(public_keys=public_keys(keys), clock=lambda: moments[-1]))
+    try:
+        api = Api(handle.base_url, keys)
+        sid = api.create_session(session_payload())["checkoutSessionId"]
+        moments.append(start + timedelta(hours=24, seconds=1))
+        # Signed with the real time: still fresh, although the simulator lives a day later.
+        details = api.call("GET", f"/checkoutSessions/{sid}").json()["statusDetails"]
+        assert (details["state"], details["reasonCode"]) == ("Canceled", "Expired")
+        # A client that signs with the injected clock is accepted too.
+        later = signing.format_amz_date(moments[-1])
+        assert api.call("GET", f"/checkoutSessions/{sid}", date=later).status_code == 200
+    finally:
+        handle.shutdown()

@@ -9,6 +9,7 @@ import queue
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -175,5 +176,44 @@ def test_an_unreachable_receiver_does_not_break_the_api(keys: Keys) -> None:
             {"chargeAmount": {"amount": "14.00", "currencyCode": "USD"}},
         )
         assert response.status_code == 200
+    finally:
+        handle.shutdown()
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = datetime.now(UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def test_pending_authorization_settles_and_notifies_without_any_request(
+    keys: Keys, receiver: tuple[str, queue.Queue[Received]]
+) -> None:
+    url, inbox = receiver
+    clock = FakeClock()
+    simulator = Simulator(public_keys=public_keys(keys), notify_url=url, clock=clock)
+    handle = serve_in_thread(simulator)
+    try:
+        api = Api(handle.base_url, keys)
+        sid = api.create_session(session_payload())["checkoutSessionId"]
+        api.control(f"sessions/{sid}/outcome", {"outcome": "pending"})
+        response = api.call(
+            "POST",
+            f"/checkoutSessions/{sid}/complete",
+            {"chargeAmount": {"amount": "14.00", "currencyCode": "USD"}},
+        )
+        assert response.status_code == 202
+        assert len(collect(inbox, 2)) == 2  # permission created, charge initiated
+        clock.now += timedelta(seconds=31)
+        ((_, envelope),) = collect(inbox, 1)
+        message = json.loads(envelope["Message"])
+        assert (message["ObjectType"], message["ObjectId"]) == (
+            "CHARGE",
+            response.json()["chargeId"],
+        )
+        charge = api.call("GET", f"/charges/{message['ObjectId']}").json()
+        assert charge["statusDetails"]["state"] == "Authorized"
     finally:
         handle.shutdown()
