@@ -85,7 +85,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         MAX_CONTENT_LENGTH=64 * 1024,
         MAX_FORM_MEMORY_SIZE=16 * 1024,
         MAX_FORM_PARTS=50,
-        CHECKOUT_CLAIM_LEASE_SECONDS=30.0,
+        # Longer than the client's worst case for Get + Complete with retries (about 60 s), so a
+        # slow winner is never overtaken; a crashed one is taken over by the next visit after it.
+        CHECKOUT_CLAIM_LEASE_SECONDS=90.0,
         CHECKOUT_CLAIM_WAIT_SECONDS=15.0,
     )
     app.config.update(

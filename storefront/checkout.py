@@ -112,7 +112,7 @@ class ReturnHandler:
         *,
         clock: Callable[[], datetime],
         sleep: Callable[[float], None],
-        lease: timedelta = timedelta(seconds=30),
+        lease: timedelta = timedelta(seconds=90),
         wait: timedelta = timedelta(seconds=15),
         poll_interval: float = 0.1,
         max_age: timedelta = MAX_PENDING_AGE,
