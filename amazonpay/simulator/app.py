@@ -627,6 +627,10 @@ def _register_pages(app: Flask, sim: Simulator) -> None:
             )
         return response
 
+    @app.get("/favicon.ico")
+    def favicon() -> Response:
+        return Response(status=204)  # keeps browsers' automatic favicon request quiet
+
     @app.get("/checkout.js")
     def checkout_js() -> Response:
         origin = request.host_url.rstrip("/")
