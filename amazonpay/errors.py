@@ -28,6 +28,10 @@ class APIConnectionError(AmazonPayError):
         self.may_have_been_applied = may_have_been_applied
 
 
+class NotificationError(AmazonPayError):
+    """An IPN (SNS) message that is malformed, untrusted, stale or whose signature fails."""
+
+
 class APIError(AmazonPayError):
     """Amazon answered with an error status."""
 

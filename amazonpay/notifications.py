@@ -1,0 +1,386 @@
+"""Instant Payment Notifications: parse the SNS envelope Amazon Pay posts, and verify its signature.
+
+Section 10 of docs/amazon-pay-api.md. An IPN is only a hint: after verifying it, GET the object it
+names to learn its state. Nothing here imports Flask; a view passes the raw request body.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from types import MappingProxyType
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+from amazonpay.errors import NotificationError
+
+__all__ = [
+    "NOTIFICATION_TYPES",
+    "SNS_CERT_HOST_PATTERN",
+    "IpnMessage",
+    "Notification",
+    "NotificationVerifier",
+    "fetch_certificate",
+    "parse_notification",
+    "sns_string_to_sign",
+]
+
+# Section 10: the host rule of [SNSV] `validateUrl` and the Woo plugin.
+SNS_CERT_HOST_PATTERN = re.compile(r"^sns\.[a-zA-Z0-9\-]{3,}\.amazonaws\.com(\.cn)?$")
+NOTIFICATION_TYPES = frozenset(
+    {"Notification", "SubscriptionConfirmation", "UnsubscribeConfirmation"}
+)
+
+# Section 10: the fixed order of the string to sign; a key takes part only when present.
+_SIGNED_KEYS = (
+    "Message",
+    "MessageId",
+    "Subject",
+    "SubscribeURL",
+    "Timestamp",
+    "Token",
+    "TopicArn",
+    "Type",
+)
+_REQUIRED_KEYS = (
+    "Type",
+    "MessageId",
+    "TopicArn",
+    "Message",
+    "Timestamp",
+    "SignatureVersion",
+    "Signature",
+)
+# SignatureVersion -> digest for RSA PKCS#1 v1.5 (section 10).
+_DIGESTS: Mapping[str, Callable[[], hashes.HashAlgorithm]] = {
+    "1": hashes.SHA1,  # SNS's original scheme; SHA1 is what it signs with, not our choice.
+    "2": hashes.SHA256,
+}
+_MAX_CERTIFICATE_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True)
+class IpnMessage:
+    """The Amazon Pay message inside an SNS `Notification` (its `Message`, parsed again).
+
+    Reads both the current PascalCase keys and the camelCase ones of the older page (section 10).
+    """
+
+    merchant_id: str | None
+    object_type: str | None  # CHARGE_PERMISSION, CHARGE, REFUND, CHARGEBACK
+    object_id: str | None
+    charge_permission_id: str | None
+    notification_type: str | None  # STATE_CHANGE, ATTRIBUTE_CHANGE
+    notification_id: str | None
+    notification_version: str | None  # "V2": the notification format, not the API version
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> IpnMessage:
+        # Case-insensitive lookup covers MerchantID / merchantId / MerchantId alike.
+        folded = {str(k).lower(): v for k, v in data.items()}
+
+        def text(key: str) -> str | None:
+            value = folded.get(key)
+            return None if value is None else str(value)
+
+        return cls(
+            merchant_id=text("merchantid"),
+            object_type=text("objecttype"),
+            object_id=text("objectid"),
+            charge_permission_id=text("chargepermissionid"),
+            notification_type=text("notificationtype"),
+            notification_id=text("notificationid"),
+            notification_version=text("notificationversion"),
+            raw=MappingProxyType(dict(data)),
+        )
+
+
+@dataclass(frozen=True)
+class Notification:
+    """A parsed SNS envelope. `envelope` keeps the received strings the signature covers."""
+
+    type: str
+    message_id: str
+    topic_arn: str
+    timestamp: datetime  # timezone-aware
+    signature_version: str
+    signature: str = field(repr=False)
+    signing_cert_url: str
+    message_text: str = field(repr=False)
+    message: IpnMessage | None  # None unless a Notification whose Message is a JSON object
+    subject: str | None = None
+    subscribe_url: str | None = None
+    token: str | None = field(default=None, repr=False)
+    unsubscribe_url: str | None = None
+    envelope: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
+
+
+def parse_notification(body: bytes | str | Mapping[str, Any]) -> Notification:
+    """Parse a raw IPN request body (an SNS envelope). Raises NotificationError if malformed.
+
+    This checks shape only; call `NotificationVerifier.verify` before trusting anything in it.
+    """
+    if isinstance(body, Mapping):
+        data: Any = body
+    else:
+        try:
+            text = body.decode("utf-8") if isinstance(body, bytes) else body
+            data = json.loads(text)
+        except (UnicodeDecodeError, ValueError):
+            raise NotificationError("notification body is not UTF-8 JSON") from None
+    if not isinstance(data, Mapping):
+        raise NotificationError("notification body is not a JSON object")
+
+    envelope: dict[str, str] = {}
+    for key, value in data.items():
+        if value is None:  # an absent optional key, e.g. a null Subject
+            continue
+        if not isinstance(value, str):
+            raise NotificationError(f"notification field {key!r} is not a string")
+        envelope[str(key)] = value
+    # Lambda-style events spell it SigningCertUrl (section 10).
+    if "SigningCertURL" not in envelope and "SigningCertUrl" in envelope:
+        envelope["SigningCertURL"] = envelope["SigningCertUrl"]
+    missing = [k for k in (*_REQUIRED_KEYS, "SigningCertURL") if not envelope.get(k)]
+    if missing:
+        raise NotificationError(f"notification is missing {', '.join(missing)}")
+
+    kind = envelope["Type"]
+    if kind not in NOTIFICATION_TYPES:
+        raise NotificationError(f"unknown notification Type {kind!r}")
+
+    return Notification(
+        type=kind,
+        message_id=envelope["MessageId"],
+        topic_arn=envelope["TopicArn"],
+        timestamp=_parse_timestamp(envelope["Timestamp"]),
+        signature_version=envelope["SignatureVersion"],
+        signature=envelope["Signature"],
+        signing_cert_url=envelope["SigningCertURL"],
+        message_text=envelope["Message"],
+        message=_parse_message(envelope["Message"]) if kind == "Notification" else None,
+        subject=envelope.get("Subject"),
+        subscribe_url=envelope.get("SubscribeURL"),
+        token=envelope.get("Token"),
+        unsubscribe_url=envelope.get("UnsubscribeURL"),
+        envelope=MappingProxyType(envelope),
+    )
+
+
+def _parse_timestamp(value: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise NotificationError(f"notification Timestamp {value!r} is not ISO 8601") from None
+    # SNS always sends UTC with a Z; a bare time is read as UTC rather than local time.
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _parse_message(text: str) -> IpnMessage | None:
+    # Section 10: Message is a JSON *string* to be parsed again. SNS itself allows any text, so
+    # something else is not an error here, just not an Amazon Pay message.
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return None
+    return IpnMessage.from_json(data) if isinstance(data, Mapping) else None
+
+
+def sns_string_to_sign(envelope: Mapping[str, str] | Notification) -> str:
+    """`key\\nvalue\\n` for each present key in SNS's fixed order (section 10)."""
+    fields = envelope.envelope if isinstance(envelope, Notification) else envelope
+    return "".join(f"{key}\n{fields[key]}\n" for key in _SIGNED_KEYS if key in fields)
+
+
+def fetch_certificate(url: str, *, timeout: float = 5.0) -> bytes:
+    """GET a signing certificate with `requests`. Redirects are refused: the URL was checked."""
+    try:
+        response = requests.get(url, timeout=timeout, allow_redirects=False, stream=True)
+    except requests.RequestException as exc:
+        raise NotificationError(f"could not fetch signing certificate {url}: {exc}") from exc
+    with response:
+        if response.status_code != 200:
+            raise NotificationError(
+                f"signing certificate {url} answered HTTP {response.status_code}"
+            )
+        content = bytearray()
+        for chunk in response.iter_content(chunk_size=8192):
+            content += chunk
+            if len(content) > _MAX_CERTIFICATE_BYTES:
+                raise NotificationError(f"signing certificate {url} is too large")
+    return bytes(content)
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class _Certificate:
+    certificate: x509.Certificate
+    public_key: rsa.RSAPublicKey
+
+
+class NotificationVerifier:
+    """Checks that an IPN really comes from SNS, as AWS describes it (section 10).
+
+    Thread-safe; build one per process and share it. Certificates are fetched and parsed once
+    per URL and kept in a small LRU cache. `allow_cert_urls` names exact certificate URLs
+    trusted besides the SNS rule: the offline simulator's `http://127.0.0.1:…/_simulator/sns-cert.pem`
+    in development, never in production.
+    """
+
+    def __init__(
+        self,
+        fetch_certificate: Callable[[str], bytes],
+        *,
+        trusted_cert_host_pattern: re.Pattern[str] = SNS_CERT_HOST_PATTERN,
+        expected_topic_arns: frozenset[str] | None = None,
+        allow_cert_urls: Iterable[str] = (),
+        max_age: timedelta = timedelta(hours=1),
+        max_clock_skew: timedelta = timedelta(minutes=5),
+        clock: Callable[[], datetime] = _utc_now,
+        max_cached_certificates: int = 16,
+    ) -> None:
+        if max_age <= timedelta(0) or max_clock_skew < timedelta(0):
+            raise ValueError("max_age must be positive and max_clock_skew not negative")
+        if max_cached_certificates < 1:
+            raise ValueError("max_cached_certificates must be at least 1")
+        if isinstance(allow_cert_urls, str):  # a lone URL would become a set of characters
+            raise TypeError("allow_cert_urls takes an iterable of URLs, not one string")
+        self._fetch = fetch_certificate
+        self._host_pattern = trusted_cert_host_pattern
+        self._topic_arns = expected_topic_arns
+        self._allowed_urls = frozenset(allow_cert_urls)
+        self._max_age = max_age
+        self._max_skew = max_clock_skew
+        self._clock = clock
+        self._max_cached = max_cached_certificates
+        self._lock = threading.Lock()
+        self._cache: OrderedDict[str, _Certificate] = OrderedDict()
+        self._loading: dict[str, threading.Lock] = {}
+
+    def verify(self, notification: Notification) -> None:
+        """Return if the notification is authentic and fresh; raise NotificationError if not.
+
+        Cheap checks run first, so an untrusted certificate URL is never fetched.
+        """
+        digest = _DIGESTS.get(notification.signature_version)
+        if digest is None:
+            raise NotificationError(
+                f"unsupported SignatureVersion {notification.signature_version!r}"
+            )
+        self.check_cert_url(notification.signing_cert_url)
+        if self._topic_arns is not None and notification.topic_arn not in self._topic_arns:
+            raise NotificationError(f"unexpected TopicArn {notification.topic_arn!r}")
+        now = self._clock()
+        self._check_age(notification.timestamp, now)
+        try:
+            signature = base64.b64decode(notification.signature, validate=True)
+        except (binascii.Error, ValueError):
+            raise NotificationError("notification Signature is not Base64") from None
+
+        cert = self._certificate(notification.signing_cert_url)
+        if not cert.certificate.not_valid_before_utc <= now <= cert.certificate.not_valid_after_utc:
+            raise NotificationError("signing certificate is not valid at this time")
+        try:
+            cert.public_key.verify(
+                signature,
+                sns_string_to_sign(notification).encode("utf-8"),
+                padding.PKCS1v15(),
+                digest(),
+            )
+        except InvalidSignature:
+            raise NotificationError("notification signature does not verify") from None
+
+    def check_cert_url(self, url: str) -> None:
+        """Raise NotificationError unless `url` may be fetched as a signing certificate.
+
+        Section 10: https, a host like `sns.<region>.amazonaws.com(.cn)`, a path ending `.pem`.
+        We also refuse user info, ports, queries and fragments, which SNS never sends.
+        """
+        if url in self._allowed_urls:
+            return
+        try:
+            parts = urlsplit(url)
+            port = parts.port
+        except ValueError:
+            raise NotificationError(f"untrusted SigningCertURL {url!r}") from None
+        if (
+            parts.scheme != "https"
+            or parts.username is not None
+            or parts.password is not None
+            or port not in (None, 443)
+            or parts.query
+            or parts.fragment
+            or not parts.hostname
+            or not self._host_pattern.fullmatch(parts.hostname)
+            or not parts.path.endswith(".pem")
+        ):
+            raise NotificationError(f"untrusted SigningCertURL {url!r}")
+
+    def _check_age(self, timestamp: datetime, now: datetime) -> None:
+        if timestamp < now - self._max_age:
+            raise NotificationError(f"notification is too old (Timestamp {timestamp.isoformat()})")
+        if timestamp > now + self._max_skew:
+            raise NotificationError(
+                f"notification is from the future (Timestamp {timestamp.isoformat()})"
+            )
+
+    def _certificate(self, url: str) -> _Certificate:
+        with self._lock:
+            cached = self._cache.get(url)
+            if cached is not None:
+                self._cache.move_to_end(url)
+                return cached
+            url_lock = self._loading.setdefault(url, threading.Lock())
+        # One fetch per URL at a time; other URLs and cached certificates are not held up.
+        with url_lock:
+            with self._lock:
+                cached = self._cache.get(url)
+                if cached is not None:
+                    return cached
+            try:
+                loaded = self._load(url)
+            except BaseException:
+                with self._lock:
+                    self._loading.pop(url, None)
+                raise
+            with self._lock:
+                # Cached before the loading lock is dropped, so no latecomer fetches again.
+                self._cache[url] = loaded
+                self._cache.move_to_end(url)
+                while len(self._cache) > self._max_cached:
+                    self._cache.popitem(last=False)
+                self._loading.pop(url, None)
+            return loaded
+
+    def _load(self, url: str) -> _Certificate:
+        try:
+            pem = self._fetch(url)
+        except NotificationError:
+            raise
+        except Exception as exc:  # whatever the injected fetcher raises, the IPN is unverified
+            raise NotificationError(f"could not fetch signing certificate {url}: {exc}") from exc
+        try:
+            certificate = x509.load_pem_x509_certificate(pem)
+        except ValueError:
+            raise NotificationError(f"signing certificate {url} is not a PEM certificate") from None
+        public_key = certificate.public_key()
+        if not isinstance(public_key, rsa.RSAPublicKey):
+            raise NotificationError(f"signing certificate {url} does not hold an RSA key")
+        return _Certificate(certificate, public_key)
