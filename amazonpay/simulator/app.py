@@ -620,6 +620,7 @@ def _register_pages(app: Flask, sim: Simulator) -> None:
     @app.after_request
     def _security_headers(response: Response) -> Response:
         response.headers.setdefault("x-content-type-options", "nosniff")
+        response.headers.setdefault("x-amz-pay-request-id", str(uuid.uuid4()))
         if response.mimetype == "text/html":
             # No form-action: the buyer's choice redirects to the shop's return URL.
             response.headers["content-security-policy"] = (
