@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from tests.support.postgres import PostgresServer, PostgresUnavailableError, running_postgres
+# `.venv/bin/pytest` does not put the project on sys.path: make `app`, `amazonpay` and the
+# shared helpers in `tests/support` importable for every test directory.
+_ROOT = str(Path(__file__).resolve().parents[1])
+if _ROOT not in sys.path:
+    sys.path.insert(0, _ROOT)
+
+from tests.support.postgres import (  # noqa: E402 - needs the path above
+    PostgresServer,
+    PostgresUnavailableError,
+    running_postgres,
+)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

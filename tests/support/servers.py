@@ -283,3 +283,16 @@ def stopping(*servers: ServerProcess) -> Iterator[None]:
     finally:
         for server in servers:
             server.stop()
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """What the buyer and the test talk to: one or more app instances and the simulator."""
+
+    name: str
+    shop_urls: tuple[str, ...]
+    simulator_url: str
+    servers: tuple[ServerProcess, ...]
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {s.name} ---\n{s.log_tail(3000)}" for s in self.servers)
