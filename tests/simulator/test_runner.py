@@ -18,33 +18,30 @@ from tests.simulator.conftest import Api, Keys, public_keys, session_payload
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture
-def runner(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], dict[str, str]]]:
+def start_runner(args: list[str]) -> tuple[subprocess.Popen[str], dict[str, str]]:
+    """Start `python -m amazonpay.simulator` and read what it prints until it listens."""
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-u",
-            "-m",
-            "amazonpay.simulator",
-            "--port",
-            "0",
-            "--key-dir",
-            str(tmp_path),
-        ],
+        [sys.executable, "-u", "-m", "amazonpay.simulator", "--port", "0", *args],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
     )
     info: dict[str, str] = {}
+    assert process.stdout is not None
+    for line in process.stdout:
+        name, _, value = line.partition(":")
+        if line.startswith("Amazon Pay simulator listening on"):
+            info["base_url"] = line.rsplit(" ", 1)[1].strip()
+            break
+        info[name.strip()] = value.strip()
+    return process, info
+
+
+@pytest.fixture
+def runner(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], dict[str, str]]]:
+    process, info = start_runner(["--key-dir", str(tmp_path)])
     try:
-        assert process.stdout is not None
-        for line in process.stdout:
-            name, _, value = line.partition(":")
-            if line.startswith("Amazon Pay simulator listening on"):
-                info["base_url"] = line.rsplit(" ", 1)[1].strip()
-                break
-            info[name.strip()] = value.strip()
         yield process, info
     finally:
         process.terminate()
@@ -87,3 +84,21 @@ def test_a_simulator_bug_is_a_json_500_not_a_stack_trace(keys: Keys) -> None:
         assert response.headers["x-amz-pay-request-id"]
     finally:
         handle.shutdown()
+
+
+def test_runner_flags_key_file_no_control_api_and_throttling(tmp_path: Path, keys: Keys) -> None:
+    key_file = tmp_path / "public.pem"
+    key_file.write_bytes(keys.public_pem(keys.private))
+    process, info = start_runner(
+        ["--public-key", f"SANDBOX-FROMFILE={key_file}", "--no-control-api", "--throttling"]
+    )
+    try:
+        assert "public key id" not in info  # nothing generated when a key is given
+        api = Api(info["base_url"], keys, key_id="SANDBOX-FROMFILE")
+        statuses = [api.call("GET", "/checkoutSessions/x").status_code for _ in range(11)]
+        assert statuses == [404] * 10 + [429]  # Get Checkout Session: sandbox burst 10
+        assert requests.get(info["base_url"] + "/_simulator/health", timeout=5).status_code == 404
+        assert requests.get(info["base_url"] + "/checkout.js", timeout=5).status_code == 200
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
