@@ -39,6 +39,7 @@ from amazonpay.simulator.state import (
     OUTCOMES,
     PAYMENT_METHODS,
     SANDBOX,
+    SIMULATION_CODES,
     JSONObject,
     SimulatorError,
     Store,
@@ -416,6 +417,16 @@ class Simulator:
                     400, "InvalidRequestFormat", "The request body is not valid JSON"
                 ) from None
 
+        simulation = headers.get("x-amz-pay-simulation-code")
+        if simulation is not None and (
+            caller.environment != SANDBOX or simulation not in SIMULATION_CODES.get(operation, ())
+        ):
+            raise SimulatorError(
+                400,
+                "InvalidSandboxSimulationSpecified",
+                f"{simulation!r} is not a sandbox simulation for {operation} here",
+            )
+
         base_url = req.host_url.rstrip("/")
         with self._lock:
             self._store.tick()
@@ -479,6 +490,7 @@ class Simulator:
                     payload,
                     base_url=base_url,
                     force_pending=fault is not None and fault.kind == "pending",
+                    simulation=simulation,
                 )
                 answer = _Answer(status, result, {}, fault)
             except SimulatorError as error:
@@ -511,6 +523,7 @@ class Simulator:
         *,
         base_url: str,
         force_pending: bool,
+        simulation: str | None = None,
     ) -> tuple[int, JSONObject]:
         store = self._store
         status = _SUCCESS_STATUS.get(operation, 200)
@@ -522,15 +535,17 @@ class Simulator:
         if operation == "UpdateCheckoutSession":
             return status, store.update_session(env, oid, payload, hosted_base_url=base_url)
         if operation == "CompleteCheckoutSession":
-            return store.complete_session(env, oid, payload, force_pending=force_pending)
+            return store.complete_session(
+                env, oid, payload, force_pending=force_pending, simulation=simulation
+            )
         if operation == "GetChargePermission":
             return status, store.get_permission(env, oid)
         if operation == "UpdateChargePermission":
             return status, store.update_permission(env, oid, payload)
         if operation == "CloseChargePermission":
-            return status, store.close_permission(env, oid, payload)
+            return status, store.close_permission(env, oid, payload, simulation=simulation)
         if operation == "CreateCharge":
-            return status, store.create_charge(env, payload)
+            return status, store.create_charge(env, payload, simulation=simulation)
         if operation == "GetCharge":
             return status, store.get_charge(env, oid)
         if operation == "CaptureCharge":

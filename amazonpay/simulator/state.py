@@ -37,11 +37,24 @@ PAYMENT_METHODS: dict[str, str] = {
 }
 OUTCOMES = ("success", "BuyerCanceled", "Declined", "pending", "AmazonRejected")
 
+# Section 11: sandbox simulation strings (header x-amz-pay-simulation-code) per operation.
+SIMULATION_CODES: dict[str, tuple[str, ...]] = {
+    "CompleteCheckoutSession": (
+        "BuyerCanceled",
+        "Declined",
+        "AmazonCanceled",
+        "AuthorizationInitiated",
+    ),
+    "CreateCharge": ("SoftDeclined", "HardDeclined", "AmazonRejected", "TransactionTimedOut"),
+    "CloseChargePermission": ("AmazonClosed",),
+}
+
 _REASON_DESCRIPTIONS = {
     "BuyerCanceled": "The buyer canceled the checkout.",
     "Declined": "The payment was declined.",
     "Expired": "The Checkout Session expired after 24 hours.",
     "AmazonRejected": "Amazon rejected the transaction.",
+    "AmazonCanceled": "Amazon canceled the transaction.",
 }
 
 
@@ -487,7 +500,13 @@ class Store:
         return copy.deepcopy(session)
 
     def complete_session(
-        self, env: str, session_id: str, body: Any, *, force_pending: bool = False
+        self,
+        env: str,
+        session_id: str,
+        body: Any,
+        *,
+        force_pending: bool = False,
+        simulation: str | None = None,
     ) -> tuple[int, JSONObject]:
         """Complete Checkout Session (section 5.2): 200, or 202 while authorization is pending."""
         session = self._lookup(self.sessions, self._session_meta, env, session_id)
@@ -529,7 +548,13 @@ class Store:
                     "The totalOrderAmount does not match the totalOrderAmount of the Checkout "
                     "Session",
                 )
-        pending = force_pending or meta.outcome == "pending"
+        if simulation in ("BuyerCanceled", "Declined", "AmazonCanceled"):
+            # Section 11: the simulation string overrides the buyer's payment method.
+            session["statusDetails"] = self._status("Canceled", simulation)
+            self._require_open(session)
+        pending = (
+            force_pending or meta.outcome == "pending" or simulation == "AuthorizationInitiated"
+        )
         permission_id = self._new_permission(env, session)
         intent = details.get("paymentIntent")
         if not setup_only and intent in ("Authorize", "AuthorizeWithCapture"):
@@ -622,7 +647,9 @@ class Store:
         self._emit("CHARGE_PERMISSION", permission_id, permission_id, "ATTRIBUTE_CHANGE")
         return copy.deepcopy(permission)
 
-    def close_permission(self, env: str, permission_id: str, body: Any) -> JSONObject:
+    def close_permission(
+        self, env: str, permission_id: str, body: Any, *, simulation: str | None = None
+    ) -> JSONObject:
         permission = self._lookup(self.permissions, self._permission_meta, env, permission_id)
         request = _object_body(body)
         reason = request.get("closureReason")
@@ -633,7 +660,9 @@ class Store:
         if permission["statusDetails"]["state"] != "Closed":
             permission["statusDetails"] = {
                 "state": "Closed",
-                "reasons": [{"reasonCode": "MerchantClosed", "reasonDescription": reason}],
+                "reasons": [
+                    {"reasonCode": simulation or "MerchantClosed", "reasonDescription": reason}
+                ],
                 "lastUpdatedTimestamp": self._stamp(),
             }
             self._emit("CHARGE_PERMISSION", permission_id, permission_id, "STATE_CHANGE")
@@ -734,7 +763,7 @@ class Store:
         charge["refundedAmount"] = {"amount": "0.00", "currencyCode": amount["currencyCode"]}
         charge["statusDetails"] = self._status("Captured")
 
-    def create_charge(self, env: str, body: Any) -> JSONObject:
+    def create_charge(self, env: str, body: Any, *, simulation: str | None = None) -> JSONObject:
         request = _object_body(body)
         permission_id = request.get("chargePermissionId")
         if not isinstance(permission_id, str):
@@ -753,6 +782,9 @@ class Store:
                 "InvalidChargePermissionStatus",
                 f"The Charge Permission is {permission['statusDetails']['state']}",
             )
+        if simulation is not None:
+            # Section 11 / 5.3: Create Charge decline codes, answered as errors.
+            raise SimulatorError(400, simulation, f"Simulated {simulation} for this Charge")
         charge_id = self._new_charge(
             env,
             permission_id,

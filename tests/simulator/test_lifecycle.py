@@ -442,3 +442,66 @@ def test_an_injected_clock_expires_sessions(keys: Keys) -> None:
         assert api.call("GET", f"/checkoutSessions/{sid}", date=later).status_code == 200
     finally:
         handle.shutdown()
+
+
+def _simulate(code: str) -> dict[str, Any]:
+    return {"extra_signed": {"x-amz-pay-simulation-code": code}}
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        ("BuyerCanceled", 422, "CheckoutSessionCanceled", ("Canceled", "BuyerCanceled")),
+        ("Declined", 422, "CheckoutSessionCanceled", ("Canceled", "Declined")),
+        ("AmazonCanceled", 422, "CheckoutSessionCanceled", ("Canceled", "AmazonCanceled")),
+        ("AuthorizationInitiated", 202, None, ("Completed", None)),
+        ("HardDeclined", 400, "InvalidSandboxSimulationSpecified", ("Open", None)),
+    ],
+    ids=lambda case: case[0],
+)
+def test_simulation_codes_on_complete(
+    api: Api,
+    buyer_session: dict[str, Any],
+    case: tuple[str, int, str | None, tuple[str, str | None]],
+) -> None:
+    code, status, reason, state = case
+    sid = buyer_session["checkoutSessionId"]
+    response = api.call(
+        "POST", f"/checkoutSessions/{sid}/complete", {"chargeAmount": USD_14}, **_simulate(code)
+    )
+    assert response.status_code == status, response.text
+    if reason:
+        assert response.json()["reasonCode"] == reason
+    details = api.call("GET", f"/checkoutSessions/{sid}").json()["statusDetails"]
+    assert (details["state"], details["reasonCode"]) == state
+
+
+@pytest.mark.parametrize("code", ["SoftDeclined", "HardDeclined", "AmazonRejected"])
+def test_simulation_codes_on_create_charge_and_close(
+    api: Api, buyer_session: dict[str, Any], code: str
+) -> None:
+    permission_id = complete(api, buyer_session["checkoutSessionId"]).json()["chargePermissionId"]
+    declined = api.call(
+        "POST",
+        "/charges",
+        {"chargePermissionId": permission_id, "chargeAmount": USD_14},
+        idempotency_key=f"sim-{code}",
+        **_simulate(code),
+    )
+    assert (declined.status_code, declined.json()["reasonCode"]) == (400, code)
+    closed = api.call(
+        "DELETE",
+        f"/chargePermissions/{permission_id}/close",
+        {"closureReason": "x"},
+        **_simulate("AmazonClosed"),
+    )
+    assert closed.json()["statusDetails"]["reasons"][0]["reasonCode"] == "AmazonClosed"
+
+
+def test_simulation_codes_are_sandbox_only(api: Api) -> None:
+    api.prefix, api.key_id = "/live/v2", PLAIN_KEY_ID
+    response = api.call("GET", "/checkoutSessions/x", **_simulate("Declined"))
+    assert (response.status_code, response.json()["reasonCode"]) == (
+        400,
+        "InvalidSandboxSimulationSpecified",
+    )
