@@ -30,11 +30,17 @@ def chromium_path() -> Path:
     )
 
 
-# Collects Content-Security-Policy violations the page reports, even those not logged to console.
+# Collects Content-Security-Policy violations the page reports, even those not logged to console,
+# in window.__cspViolations; also hands each to window.__reportCspViolation when a test exposed it
+# (Playwright's expose_binding survives navigations, the array does not).
 CSP_LISTENER_SCRIPT = """
 window.__cspViolations = [];
 document.addEventListener('securitypolicyviolation', (e) => {
-  window.__cspViolations.push(e.violatedDirective + ' ' + (e.blockedURI || '') + ' ' +
-                              (e.sourceFile || '') + ':' + (e.lineNumber || ''));
+  const text = e.violatedDirective + ' ' + (e.blockedURI || '') + ' ' +
+               (e.sourceFile || '') + ':' + (e.lineNumber || '');
+  window.__cspViolations.push(text);
+  if (typeof window.__reportCspViolation === 'function') {
+    window.__reportCspViolation(location.href + ' ' + text);
+  }
 });
 """
