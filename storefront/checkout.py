@@ -27,6 +27,7 @@ import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from urllib.parse import parse_qs, urlsplit
 
 from amazonpay.client import AmazonPayClient, idempotency_key_for
 from amazonpay.errors import (
@@ -211,7 +212,7 @@ class ReturnHandler:
                 return self._mark_pending(pending, session_id, f"get-{exc.reason_code}")
             return self._record_failure(pending, session_id, exc.reason_code or "get-error")
 
-        if session.merchant_reference_id != pending.reference:
+        if not _belongs_to(session, pending):
             # Someone replays another checkout's session id on this return URL: refuse, and
             # leave no trace on the claim so the real owner can still complete it.
             logger.warning(
@@ -221,7 +222,9 @@ class ReturnHandler:
             self.store.abandon_claim(session_id, pending.reference, owner)
             return self._failure(pending, "reference-mismatch")
 
-        state = session.state
+        # A session object without statusDetails has not told us it left Open; Complete is
+        # Amazon's own state check (InvalidCheckoutSessionStatus), handled below.
+        state = session.state or "Open"
         if state == "Completed":
             return self._record_success(pending, session, "completed-before")
         if state == "Canceled":
@@ -239,18 +242,21 @@ class ReturnHandler:
 
     def _mismatch(self, pending: PendingCheckout, session: CheckoutSession) -> str | None:
         """Why this Open session is not the one we offered, or None when it matches."""
+        # A field Amazon left out is not a mismatch: Complete itself enforces the amount
+        # (AmountMismatch) and the type (a setup-only `{}` fails on a paying session).
         if pending.kind == KIND_WALLET:
-            if session.charge_permission_type != "PaymentMethodOnFile":
+            if session.charge_permission_type not in (None, "PaymentMethodOnFile"):
                 return "type-mismatch"
-            if session.setup_only is not True:
+            if session.setup_only is False:
                 return "setup-only-mismatch"
             return None
         if session.charge_permission_type not in (None, "OneTime"):
             return "type-mismatch"
+        if session.setup_only:
+            return "setup-only-mismatch"
         amount = session.charge_amount
-        if (
-            amount is None
-            or pending.amount is None
+        if amount is not None and (
+            pending.amount is None
             or amount.amount != pending.amount
             or amount.currency_code != pending.currency
         ):
@@ -303,7 +309,7 @@ class ReturnHandler:
         except AmazonPayError as exc:
             _log_error("get_checkout_session", exc)
             return self._mark_pending(pending, session_id, "recheck-unavailable")
-        if session.merchant_reference_id != pending.reference:
+        if not _belongs_to(session, pending):
             return self._record_failure(pending, session_id, "reference-mismatch")
         if session.state == "Completed":
             return self._record_success(pending, session, "completed-before")
@@ -408,6 +414,34 @@ class ReturnHandler:
     @staticmethod
     def _pending(pending: PendingCheckout, reason: str) -> ReturnOutcome:
         return ReturnOutcome(OutcomeKind.PENDING, pending.kind, pending.reference, reason)
+
+
+def _session_reference(session: CheckoutSession) -> str | None:
+    """Our pending reference as Amazon echoes it: merchantReferenceId, else the return URL's ref."""
+    if session.merchant_reference_id:
+        return session.merchant_reference_id
+    details = session.web_checkout_details
+    if details is None or not details.checkout_result_return_url:
+        return None
+    refs = parse_qs(urlsplit(details.checkout_result_return_url).query).get("ref", [])
+    return refs[0] if len(refs) == 1 else None
+
+
+def _belongs_to(session: CheckoutSession, pending: PendingCheckout) -> bool:
+    """False when the session names another checkout of ours (a replayed session id).
+
+    Amazon echoes the signed button payload's merchantMetadata; a session that carries neither
+    it nor our return URL cannot be told apart, and is accepted with a warning rather than
+    failing a buyer who paid.
+    """
+    reference = _session_reference(session)
+    if reference is None:
+        logger.warning(
+            "checkout session carries no merchant reference ref=%s; relying on Amazon's checks",
+            pending.reference,
+        )
+        return True
+    return secrets.compare_digest(reference, pending.reference)
 
 
 def _log_error(operation: str, exc: AmazonPayError) -> None:

@@ -669,3 +669,61 @@ def test_logs_never_carry_amazons_message(
         r.getMessage() for r in caplog.records if r.name.startswith("storefront")
     )
     assert json.dumps(session_json(SESSION_A, pending)) not in text
+
+
+# A sparse session object (the seed's sample answer is mostly nulls) must not fail a buyer who
+# paid: a field Amazon left out is not a mismatch, Complete enforces amount and type itself.
+SEED_LIKE_COMPLETED = {
+    "checkoutSessionId": SESSION_A,
+    "webCheckoutDetails": None,
+    "chargePermissionType": "PaymentMethodOnFile",
+    "paymentDetails": None,
+    "merchantMetadata": None,
+    "statusDetails": {"state": "Completed", "reasonCode": None},
+    "chargePermissionId": "S01-5105180-3221187",
+    "chargeId": None,
+}
+
+
+@pytest.mark.parametrize(("kind", "amount"), [(KIND_WALLET, None), (KIND_ONE_TIME, "20.00")])
+def test_sparse_session_objects_are_completed_with_the_recorded_terms(
+    *,
+    handler: ReturnHandler,
+    store: Store,
+    clock: Clock,
+    amazon: responses.RequestsMock,
+    kind: str,
+    amount: str | None,
+) -> None:
+    pending = make_pending(store, clock, kind, amount)
+    amazon.get(get_url(SESSION_A), json={"checkoutSessionId": SESSION_A, "merchantMetadata": None})
+    amazon.post(complete_url(SESSION_A), json=SEED_LIKE_COMPLETED)
+
+    outcome = returned(handler, SESSION_A, pending)
+
+    assert outcome.kind is OutcomeKind.SUCCESS
+    (call,) = complete_calls(amazon)
+    expected = {} if amount is None else {"chargeAmount": {"amount": amount, "currencyCode": "USD"}}
+    assert json.loads(call.request.body) == expected
+
+
+def test_reference_in_the_return_url_identifies_the_owner_when_metadata_is_missing(
+    handler: ReturnHandler, store: Store, clock: Clock, amazon: responses.RequestsMock
+) -> None:
+    victim = make_pending(store, clock, buyer="a")
+    attacker = make_pending(store, clock, buyer="z")
+    victim_url = f"https://shop.test/checkout/return?ref={victim.reference}"
+    amazon.get(
+        get_url(SESSION_A),
+        json={
+            "checkoutSessionId": SESSION_A,
+            "statusDetails": {"state": "Open"},
+            "merchantMetadata": None,
+            "webCheckoutDetails": {"checkoutResultReturnUrl": victim_url},
+        },
+    )
+
+    outcome = returned(handler, SESSION_A, attacker)
+
+    assert (outcome.kind, outcome.reason) == (OutcomeKind.FAILURE, "reference-mismatch")
+    assert complete_calls(amazon) == []
