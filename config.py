@@ -39,7 +39,7 @@ _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
 
 _KEY_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
-_MERCHANT_ID = re.compile(r"^[A-Za-z0-9]{1,64}$")
+_MERCHANT_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _STORE_ID = re.compile(r"^[A-Za-z0-9._-]{1,200}$")
 
 
@@ -94,7 +94,9 @@ class Settings:
 
         merchant_id = env.get("AMAZON_PAY_MERCHANT_ID")
         if merchant_id is not None and not _MERCHANT_ID.match(merchant_id):
-            raise ConfigurationError("AMAZON_PAY_MERCHANT_ID: must be letters and digits")
+            raise ConfigurationError(
+                "AMAZON_PAY_MERCHANT_ID: must be 1-64 letters, digits, dots, dashes or underscores"
+            )
         store_id = env.get("AMAZON_PAY_STORE_ID")
         if store_id is not None and not _STORE_ID.match(store_id):
             raise ConfigurationError(
@@ -107,6 +109,13 @@ class Settings:
                 f"AMAZON_PAY_REGION: unknown region {raw_region!r} (expected na, eu, uk, jp)"
             )
         sandbox = _parse_bool("AMAZON_PAY_SANDBOX", env.get("AMAZON_PAY_SANDBOX"), default=True)
+        # A LIVE-/SANDBOX- key id names its environment itself (docs section 1.11); the flag
+        # only decides for unprefixed keys, and the button's `sandbox` must agree with the key.
+        key_prefix = (public_key_id or "").upper()
+        if key_prefix.startswith("LIVE"):
+            sandbox = False
+        elif key_prefix.startswith("SANDBOX"):
+            sandbox = True
 
         endpoint = env.get("AMAZON_PAY_ENDPOINT")
         if endpoint is not None:
@@ -134,8 +143,8 @@ class Settings:
                 "SECRET_KEY: required when AMAZON_PAY_PUBLIC_KEY_ID is set "
                 "(it is only generated in simulator mode)"
             )
-        if secret_key is not None and len(secret_key) < 16:
-            raise ConfigurationError("SECRET_KEY: too short (at least 16 characters)")
+        if secret_key is not None and not secret_key.strip():
+            raise ConfigurationError("SECRET_KEY: must not be empty")
 
         trust_proxy = _parse_bool("APP_TRUST_PROXY", env.get("APP_TRUST_PROXY"), default=False)
         simulator_port = _parse_port("APP_SIMULATOR_PORT", env.get("APP_SIMULATOR_PORT") or "0")

@@ -157,7 +157,7 @@ def test_bad_variable_is_named_in_one_line(variable: str, env: dict[str, str]) -
         ("AMAZON_PAY_PRIVATE_KEY", {"AMAZON_PAY_PRIVATE_KEY": "ec"}),
         ("AMAZON_PAY_PRIVATE_KEY", {"AMAZON_PAY_PRIVATE_KEY": "directory"}),
         ("SECRET_KEY", {"SECRET_KEY": ""}),
-        ("SECRET_KEY", {"SECRET_KEY": "short"}),
+        ("SECRET_KEY", {"SECRET_KEY": "   "}),
     ],
 )
 def test_bad_credentials_are_named_in_one_line(
@@ -176,3 +176,24 @@ def test_bad_credentials_are_named_in_one_line(
     assert message.startswith(f"{variable}: ")
     assert "\n" not in message
     assert "BEGIN" not in message  # never echo key material
+
+
+@pytest.mark.parametrize(
+    ("key_id", "flag", "expected"),
+    [
+        ("LIVE-AGH2Y6VC2VAUJ27GG6VDFOTD", "true", False),
+        ("SANDBOX-AGH2Y6VC2VAUJ27GG6VDFOTD", "false", True),
+        ("AGH2Y6VC2VAUJ27GG6VDFOTD", "false", False),
+        ("AGH2Y6VC2VAUJ27GG6VDFOTD", "true", True),
+    ],
+)
+def test_a_prefixed_key_names_its_environment(
+    key_files: dict[str, Path], key_id: str, flag: str, expected: bool
+) -> None:
+    env = credentials(key_files, AMAZON_PAY_PUBLIC_KEY_ID=key_id, AMAZON_PAY_SANDBOX=flag)
+
+    assert Settings.from_env(env).sandbox is expected
+
+
+def test_any_non_empty_secret_key_is_accepted(key_files: dict[str, Path]) -> None:
+    assert Settings.from_env(credentials(key_files, SECRET_KEY="dev")).secret_key == "dev"
