@@ -37,13 +37,15 @@ def shop_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     server.stop()
 
 
-@pytest.fixture(scope="session")
+# Package scope, not session: a running sync Playwright owns the thread's event loop, and other
+# suites (tests/simulator) start their own Playwright after this package has finished.
+@pytest.fixture(scope="package")
 def playwright() -> Iterator[Playwright]:
     with sync_playwright() as driver:
         yield driver
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser(playwright: Playwright) -> Iterator[Browser]:
     try:
         executable = chromium_path()
