@@ -48,7 +48,7 @@ test: deps system-deps node-deps lint
 	$(BIN)/pytest
 
 run: deps
-	$(BIN)/gunicorn 'app:create_app()' --bind $(HOST):$(PORT) --workers 1 --threads 4 --access-logfile -
+	$(BIN)/gunicorn 'app:create_app()' --bind $(HOST):$(PORT) --workers 1 --threads 4 --no-control-socket --access-logfile -
 
 bench: deps
 	$(BIN)/python bench/client_bench.py
