@@ -23,7 +23,15 @@ from storefront.checkout import ReturnHandler
 from storefront.offline import OfflineSimulator
 from storefront.store import Store
 
-__all__ = ["Shop", "buyer_id", "csrf_token", "install_request_guards", "shop"]
+__all__ = [
+    "Shop",
+    "buyer_id",
+    "csrf_token",
+    "install_request_guards",
+    "leave_notice",
+    "shop",
+    "take_notice",
+]
 
 _BUYER_ID = re.compile(r"\A[A-Za-z0-9_-]{22}\Z")
 _REQUEST_ID = re.compile(r"\A[A-Za-z0-9._-]{8,64}\Z")
@@ -76,6 +84,24 @@ def csrf_token() -> str:
     return token
 
 
+def leave_notice(name: str) -> None:
+    """Remember a one-shot notice for the next page this browser shows.
+
+    It rides in the session cookie that the redirect itself sets, so the failure redirect's
+    Location stays exactly `/wallet` or `/checkout`, and a browser that came back from Amazon
+    without its old cookie still sees the message on the page it is sent to.
+    """
+    session["notice"] = name
+
+
+def take_notice(name: str) -> bool:
+    """True once when `leave_notice(name)` was the last notice left for this browser."""
+    if session.get("notice") != name:
+        return False
+    session.pop("notice")
+    return True
+
+
 def _check_csrf() -> None:
     expected = session.get("csrf")
     given = request.form.get("csrf_token", "")
@@ -126,7 +152,12 @@ def install_request_guards(app: Flask, checkout_js_url: str) -> None:
     def _guard() -> None:
         incoming = request.headers.get("X-Request-Id", "")
         g.request_id = incoming if _REQUEST_ID.match(incoming) else secrets.token_hex(8)
-        if len(request.query_string) > MAX_QUERY_BYTES:
+        # The return URL answers hostile input with the contract's failure redirect instead;
+        # its use case rejects anything that does not match the id patterns.
+        if (
+            len(request.query_string) > MAX_QUERY_BYTES
+            and request.endpoint != "checkout.checkout_return"
+        ):
             abort(400)
         if request.method == "POST" and request.routing_exception is None:
             _check_csrf()  # unknown routes and methods get their 404/405 first

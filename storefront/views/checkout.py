@@ -9,13 +9,13 @@ from storefront.button import button_config
 from storefront.catalog import CURRENCY, cart_lines, cart_snapshot, cart_total
 from storefront.checkout import OutcomeKind, valid_reference
 from storefront.store import KIND_ONE_TIME, KIND_WALLET, PENDING_COMPLETED
-from storefront.views.wallet import ERROR_FLAG as WALLET_FLAG
-from storefront.web import buyer_id, shop
+from storefront.views.wallet import NOTICE as WALLET_NOTICE
+from storefront.web import buyer_id, leave_notice, shop, take_notice
 
 bp = Blueprint("checkout", __name__)
 
 PAYMENT_FAILED = "Your Amazon Pay payment was not successful. Please try again."
-ERROR_FLAG = "payment"
+NOTICE = "payment-failed"
 
 
 @bp.get("/checkout")
@@ -44,7 +44,7 @@ def checkout() -> str:
         currency=CURRENCY,
         button_config=config,
         checkout_js_url=services.checkout_js_url,
-        error=PAYMENT_FAILED if request.args.get("error") == ERROR_FLAG else None,
+        error=PAYMENT_FAILED if take_notice(NOTICE) else None,
     )
 
 
@@ -57,9 +57,12 @@ def checkout_return() -> BaseResponse | tuple[str, int]:
         return redirect(url_for("checkout.result", reference=outcome.reference), 303)
     if outcome.kind is OutcomeKind.PENDING:
         return render_template("pending.html", kind=outcome.checkout_kind), 200
+    # Back to the start of checkout (seed, step 3), with the notice in the session cookie.
     if outcome.checkout_kind == KIND_ONE_TIME:
-        return redirect(url_for("checkout.checkout", error=ERROR_FLAG), 303)
-    return redirect(url_for("wallet.wallet", error=WALLET_FLAG), 303)
+        leave_notice(NOTICE)
+        return redirect(url_for("checkout.checkout"), 303)
+    leave_notice(WALLET_NOTICE)
+    return redirect(url_for("wallet.wallet"), 303)
 
 
 @bp.get("/checkout/result/<reference>")

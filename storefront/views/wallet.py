@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, render_template, request, url_for
+from flask import Blueprint, render_template, url_for
 
 from storefront.button import button_config
 from storefront.catalog import CURRENCY
 from storefront.store import KIND_WALLET
-from storefront.web import buyer_id, shop
+from storefront.web import buyer_id, shop, take_notice
 
 bp = Blueprint("wallet", __name__)
 
 WALLET_FAILED = (
     "Your request to save Amazon Pay as a payment method was not successful. Please try again."
 )
-ERROR_FLAG = "wallet"
+NOTICE = "wallet-failed"
 
 
 @bp.get("/wallet")
@@ -36,5 +36,5 @@ def wallet() -> str:
         methods=services.store.saved_payment_methods(buyer),
         button_config=button_config(services.client, services.button, pending, return_url),
         checkout_js_url=services.checkout_js_url,
-        error=WALLET_FAILED if request.args.get("error") == ERROR_FLAG else None,
+        error=WALLET_FAILED if take_notice(NOTICE) else None,
     )
