@@ -145,18 +145,22 @@ class ReturnHandler:
             )
             return self._failure(pending, "malformed-session-id")
 
-        existing = self.store.get_claim(session_id)
-        if existing is not None:
-            if existing.reference != pending.reference:
-                return self._foreign(pending, session_id)
-            if existing.decided:
-                return self._from_claim(pending, existing)
-        else:
-            if pending.state == PENDING_COMPLETED:
+        expired = self.clock() - pending.created_at > self.max_age
+        if pending.state == PENDING_COMPLETED or expired:
+            # Only a session without a claim is refused here; one with a claim is decided by it.
+            # Otherwise the claim below reads the existing row itself, so the usual return
+            # skips this read: an existing claim gives the same answers through the loop.
+            existing = self.store.get_claim(session_id)
+            if existing is not None:
+                if existing.reference != pending.reference:
+                    return self._foreign(pending, session_id)
+                if existing.decided:
+                    return self._from_claim(pending, existing)
+            elif pending.state == PENDING_COMPLETED:
                 # Paid already through another session (a second tab): never complete twice;
                 # the other session is left Open and Amazon cancels it after 24 hours.
                 return self._success(pending, "already-completed")
-            if self.clock() - pending.created_at > self.max_age:
+            else:
                 logger.warning("checkout return refused: expired ref=%s", pending.reference)
                 return self._failure(pending, "expired")
 
@@ -164,11 +168,16 @@ class ReturnHandler:
         deadline = self.clock() + self.wait
         while True:
             attempt = self.store.claim(
-                session_id, pending.reference, owner=owner, now=self.clock(), lease=self.lease
+                session_id,
+                pending.reference,
+                owner=owner,
+                now=self.clock(),
+                lease=self.lease,
+                start_processing=True,
             )
             claim = attempt.claim
             if attempt.won:
-                return self._process(pending, claim, owner)
+                return self._process(pending, claim, owner, attempt.processing)
             if claim.reference != pending.reference:
                 return self._foreign(pending, session_id)
             if claim.decided:
@@ -182,11 +191,18 @@ class ReturnHandler:
 
     # -- the winner -------------------------------------------------------------------------
 
-    def _process(self, pending: PendingCheckout, claim: Claim, owner: str) -> ReturnOutcome:
+    def _process(
+        self, pending: PendingCheckout, claim: Claim, owner: str, processing: bool | None
+    ) -> ReturnOutcome:
+        """`processing`: whether the claim already bound the pending checkout (None: not tried)."""
         session_id = claim.checkout_session_id
-        if not self.store.start_processing(pending.reference, session_id):
-            # Another checkout session of this same pending checkout is being completed.
-            self.store.release_claim(session_id, owner)
+        if processing is None:
+            processing = self.store.start_processing(pending.reference, session_id)
+            if not processing:
+                self.store.release_claim(session_id, owner)
+        if not processing:
+            # Another checkout session of this same pending checkout is being completed; the
+            # claim was rolled back (or released), so nothing blocks that session.
             current = self.store.get_pending(pending.reference)
             if current is not None and current.state == PENDING_COMPLETED:
                 return self._success(pending, "already-completed")

@@ -29,6 +29,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    bindparam,
     create_engine,
     delete,
     event,
@@ -195,11 +196,18 @@ class Claim:
 
 @dataclass(frozen=True)
 class ClaimAttempt:
-    """`won`: this caller holds the lease. `claim` is the row as it is after the attempt."""
+    """`won`: this caller holds the lease. `claim` is the row as it is after the attempt.
+
+    `processing` answers `claim(..., start_processing=True)` for a newly inserted claim: True when
+    the pending checkout was bound to the session in the same transaction, False when another
+    session holds it (the claim was then rolled back: `won` is True but no row was kept). None
+    when not asked, or when the claim was won by taking over a lease (bind it separately).
+    """
 
     won: bool
     claim: Claim
     taken_over: bool = False
+    processing: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -278,6 +286,48 @@ class Store:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._dialect = engine.dialect.name
+        # The return path's statements, built once: SQLAlchemy then finds their compiled form in
+        # its cache by a memoised key instead of rebuilding the statement and its key every call.
+        pc, cc = pending_checkouts.c, checkout_claims.c
+        self._select_pending = select(pending_checkouts).where(pc.reference == bindparam("p_ref"))
+        self._select_claim = select(checkout_claims).where(
+            cc.checkout_session_id == bindparam("p_sid")
+        )
+        # RETURNING the whole row: the winner needs no second read.
+        self._insert_claim = (
+            self._insert(checkout_claims)
+            .on_conflict_do_nothing(index_elements=["checkout_session_id"])
+            .returning(*checkout_claims.columns)
+        )
+        self._start_processing = (
+            update(pending_checkouts)
+            .where(pc.reference == bindparam("p_ref"))
+            .where((pc.state == PENDING_OPEN) | (pc.checkout_session_id == bindparam("p_sid")))
+            .values(state=PENDING_PROCESSING, checkout_session_id=bindparam("p_sid"))
+        )
+        self._claim_completed = (
+            update(checkout_claims)
+            .where(cc.checkout_session_id == bindparam("p_sid"))
+            .values(
+                status=CLAIM_COMPLETED,
+                reason="Completed",
+                lease_owner=None,
+                charge_permission_id=bindparam("p_cpid"),
+                charge_id=bindparam("p_cid"),
+                updated_at=bindparam("p_now"),
+            )
+        )
+        self._pending_completed = (
+            update(pending_checkouts)
+            .where(pc.reference == bindparam("p_ref"))
+            .values(state=PENDING_COMPLETED, checkout_session_id=bindparam("p_sid"))
+        )
+        self._insert_saved_method = self._insert(saved_payment_methods).on_conflict_do_nothing(
+            index_elements=["charge_permission_id"]
+        )
+        self._insert_order = self._insert(orders).on_conflict_do_nothing(
+            index_elements=["reference"]
+        )
 
     # -- schema -------------------------------------------------------------------------------
 
@@ -366,41 +416,24 @@ class Store:
 
     def get_pending(self, reference: str) -> PendingCheckout | None:
         with self.engine.connect() as conn:
-            row = (
-                conn.execute(
-                    select(pending_checkouts).where(pending_checkouts.c.reference == reference)
-                )
-                .mappings()
-                .first()
-            )
+            row = conn.execute(self._select_pending, {"p_ref": reference}).mappings().first()
         return None if row is None else _pending(row)
 
     def start_processing(self, reference: str, checkout_session_id: str) -> bool:
         """Bind the pending checkout to this session id unless another session holds it."""
         with self._tx() as conn:
-            result = conn.execute(
-                update(pending_checkouts)
-                .where(pending_checkouts.c.reference == reference)
-                .where(
-                    (pending_checkouts.c.state == PENDING_OPEN)
-                    | (pending_checkouts.c.checkout_session_id == checkout_session_id)
-                )
-                .values(state=PENDING_PROCESSING, checkout_session_id=checkout_session_id)
-            )
-            return result.rowcount == 1
+            return self._bind_session(conn, reference, checkout_session_id)
+
+    def _bind_session(self, conn: Connection, reference: str, checkout_session_id: str) -> bool:
+        params = {"p_ref": reference, "p_sid": checkout_session_id}
+        return conn.execute(self._start_processing, params).rowcount == 1
 
     # -- claims -------------------------------------------------------------------------------
 
     def get_claim(self, checkout_session_id: str) -> Claim | None:
         with self.engine.connect() as conn:
             row = (
-                conn.execute(
-                    select(checkout_claims).where(
-                        checkout_claims.c.checkout_session_id == checkout_session_id
-                    )
-                )
-                .mappings()
-                .first()
+                conn.execute(self._select_claim, {"p_sid": checkout_session_id}).mappings().first()
             )
         return None if row is None else _claim(row)
 
@@ -412,34 +445,46 @@ class Store:
         owner: str,
         now: datetime,
         lease: timedelta,
+        start_processing: bool = False,
     ) -> ClaimAttempt:
-        """Try to become the one worker completing this session; take over an expired lease."""
+        """Try to become the one worker completing this session; take over an expired lease.
+
+        With `start_processing`, a newly inserted claim also binds the pending checkout to the
+        session (`start_processing`) in the same transaction; when another session holds the
+        pending checkout, that transaction is rolled back, so no claim is left behind.
+        """
         expires = now + lease
-        with self._tx() as conn:
-            statement = (
-                self._insert(checkout_claims)
-                .values(
-                    checkout_session_id=checkout_session_id,
-                    reference=reference,
-                    status=CLAIM_CLAIMED,
-                    lease_owner=owner,
-                    lease_expires_at=expires,
-                    attempts=1,
-                    created_at=now,
-                    updated_at=now,
-                )
-                .on_conflict_do_nothing(index_elements=["checkout_session_id"])
-                .returning(checkout_claims.c.checkout_session_id)
-            )
+        values = {
+            "checkout_session_id": checkout_session_id,
+            "reference": reference,
+            "status": CLAIM_CLAIMED,
+            "lease_owner": owner,
+            "lease_expires_at": expires,
+            "attempts": 1,
+            "created_at": now,
+            "updated_at": now,
+        }
+        with self.engine.connect() as conn, conn.begin() as transaction:
             # RETURNING, not rowcount: psycopg reports no reliable rowcount for ON CONFLICT.
-            inserted = conn.execute(statement).first() is not None
-        if inserted:
-            claim = self.get_claim(checkout_session_id)
-            assert claim is not None
-            return ClaimAttempt(won=True, claim=claim)
+            row = conn.execute(self._insert_claim, values).mappings().first()
+            if row is not None:
+                inserted = _claim(row)
+                if not start_processing:
+                    return ClaimAttempt(won=True, claim=inserted)
+                if self._bind_session(conn, reference, checkout_session_id):
+                    return ClaimAttempt(won=True, claim=inserted, processing=True)
+                transaction.rollback()
+                return ClaimAttempt(won=True, claim=inserted, processing=False)
         current = self.get_claim(checkout_session_id)
         if current is None:  # deleted between our insert and read (a refused foreign claim)
-            return self.claim(checkout_session_id, reference, owner=owner, now=now, lease=lease)
+            return self.claim(
+                checkout_session_id,
+                reference,
+                owner=owner,
+                now=now,
+                lease=lease,
+                start_processing=start_processing,
+            )
         if current.decided or current.reference != reference or current.lease_live(now):
             return ClaimAttempt(won=False, claim=current)
         # The lease ran out (crashed worker, or a pending outcome waiting for reconciliation):
@@ -551,50 +596,44 @@ class Store:
         """Completed at Amazon: one transaction writes the claim, the order or saved method."""
         with self._tx() as conn:
             conn.execute(
-                update(checkout_claims)
-                .where(checkout_claims.c.checkout_session_id == checkout_session_id)
-                .values(
-                    status=CLAIM_COMPLETED,
-                    reason="Completed",
-                    lease_owner=None,
-                    charge_permission_id=charge_permission_id,
-                    charge_id=charge_id,
-                    updated_at=now,
-                )
+                self._claim_completed,
+                {
+                    "p_sid": checkout_session_id,
+                    "p_cpid": charge_permission_id,
+                    "p_cid": charge_id,
+                    "p_now": now,
+                },
             )
             conn.execute(
-                update(pending_checkouts)
-                .where(pending_checkouts.c.reference == pending.reference)
-                .values(state=PENDING_COMPLETED, checkout_session_id=checkout_session_id)
+                self._pending_completed,
+                {"p_ref": pending.reference, "p_sid": checkout_session_id},
             )
             if pending.kind == KIND_WALLET and charge_permission_id:
                 conn.execute(
-                    self._insert(saved_payment_methods)
-                    .values(
-                        buyer_id=pending.buyer_id,
-                        charge_permission_id=charge_permission_id,
-                        checkout_session_id=checkout_session_id,
-                        reference=pending.reference,
-                        created_at=now,
-                    )
-                    .on_conflict_do_nothing(index_elements=["charge_permission_id"])
+                    self._insert_saved_method,
+                    {
+                        "buyer_id": pending.buyer_id,
+                        "charge_permission_id": charge_permission_id,
+                        "checkout_session_id": checkout_session_id,
+                        "reference": pending.reference,
+                        "created_at": now,
+                    },
                 )
             elif pending.kind == KIND_ONE_TIME:
                 conn.execute(
-                    self._insert(orders)
-                    .values(
-                        reference=pending.reference,
-                        buyer_id=pending.buyer_id,
-                        amount=pending.amount or Decimal(0),
-                        currency=pending.currency,
-                        items=json.dumps(pending.items, sort_keys=True),
-                        status="paid",
-                        checkout_session_id=checkout_session_id,
-                        charge_permission_id=charge_permission_id,
-                        charge_id=charge_id,
-                        created_at=now,
-                    )
-                    .on_conflict_do_nothing(index_elements=["reference"])
+                    self._insert_order,
+                    {
+                        "reference": pending.reference,
+                        "buyer_id": pending.buyer_id,
+                        "amount": pending.amount or Decimal(0),
+                        "currency": pending.currency,
+                        "items": json.dumps(pending.items, sort_keys=True),
+                        "status": "paid",
+                        "checkout_session_id": checkout_session_id,
+                        "charge_permission_id": charge_permission_id,
+                        "charge_id": charge_id,
+                        "created_at": now,
+                    },
                 )
 
     def completed_claim_for(self, reference: str) -> Claim | None:
