@@ -5,8 +5,11 @@ Reusable pieces:
 * `key_pair` - a fresh RSA key pair on disk (`tests.support.servers.KeyPair`).
 * `simulator` - a `SimulatorHarness`: a real `Simulator` served on an ephemeral port, trusting
   `key_pair`, with helpers for its control API (`requests_log()`, `fault(...)`).
+* `database_url` - parametrized `[sqlite]` / `[postgres]`: a clean database for this test, a
+  SQLite file in tmp_path, or the module's PostgreSQL database with every table emptied.
+  Every test that builds an app therefore runs on both backends.
 * `app_factory` - `make(database_url=None, **overrides) -> Flask`: `create_app` in credentials
-  mode pointed at `simulator`, on a SQLite file in tmp_path unless a DATABASE_URL is given.
+  mode pointed at `simulator`, on the test's `database_url` unless another URL is given.
   Every app variable not given is blanked, so a developer's environment never leaks in.
 * `app`, `client` - one app from `app_factory` and its Flask test client.
 * `buyer` - a `Buyer` that plays a person with a browser: adds to cart, presses the Amazon Pay
@@ -26,6 +29,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import psycopg
 import pytest
 import requests
 from flask import Flask
@@ -99,14 +103,55 @@ def simulator(key_pair: KeyPair) -> Iterator[SimulatorHarness]:
     handle.shutdown()
 
 
+DATABASES = ["sqlite", "postgres"]
+
+
+def is_postgres(url: str) -> bool:
+    return url.startswith("postgresql")
+
+
+def truncate_all_tables(conn: psycopg.Connection[Any]) -> None:
+    """Empty every table in the public schema (one statement, ~10 ms); sequences restart."""
+    rows = conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'").fetchall()
+    if rows:
+        names = ", ".join(f'"{name}"' for (name,) in rows)
+        conn.execute(f"TRUNCATE {names} RESTART IDENTITY CASCADE")
+
+
+@pytest.fixture(scope="module")
+def postgres_database(postgres_url: str) -> Iterator[tuple[str, psycopg.Connection[Any]]]:
+    """This module's PostgreSQL database and a connection kept open to empty it between tests."""
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        # A connection left holding a lock would hang TRUNCATE: fail loudly instead.
+        conn.execute("SET lock_timeout = '5s'")
+        yield postgres_url, conn
+
+
+@pytest.fixture(params=DATABASES)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A clean database for one test, on each backend the shop supports.
+
+    SQLite: a new file in tmp_path. PostgreSQL: the module's database (fresh per module, see
+    `postgres_url`), every table emptied before the test - cheaper than a database per test.
+    PostgreSQL is requested lazily, so `-k sqlite` runs never start a server; when it is asked
+    for and cannot start, `postgres_server` fails the test (never skips it).
+    """
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'shop.db'}"
+    url, conn = request.getfixturevalue("postgres_database")
+    truncate_all_tables(conn)
+    return str(url)
+
+
 AppFactory = Callable[..., Flask]
 
 
 @pytest.fixture
 def app_factory(
-    key_pair: KeyPair, simulator: SimulatorHarness, tmp_path: Path
+    key_pair: KeyPair, simulator: SimulatorHarness, tmp_path: Path, database_url: str
 ) -> Iterator[AppFactory]:
     apps: list[Flask] = []
+    default_database_url = database_url
 
     def make(database_url: str | None = None, **overrides: Any) -> Flask:
         config: dict[str, Any] = dict.fromkeys(APP_VARIABLES, "")
@@ -116,7 +161,7 @@ def app_factory(
                 "AMAZON_PAY_PRIVATE_KEY": str(key_pair.private_key_path),
                 "AMAZON_PAY_ENDPOINT": simulator.base_url,
                 "AMAZON_PAY_CHECKOUT_JS_URL": simulator.checkout_js_url,
-                "DATABASE_URL": database_url or f"sqlite:///{tmp_path / f'shop{len(apps)}.db'}",
+                "DATABASE_URL": database_url or default_database_url,
                 "SECRET_KEY": "integration-test-secret-key-0123456789",
                 "INSTANCE_PATH": str(tmp_path / "instance"),
                 "TESTING": True,

@@ -54,8 +54,10 @@ def test_offline_app_starts_and_its_checkout_js_answers(
     assert (tmp_path / "instance" / "secret_key").exists()
 
 
-def test_offline_wallet_flow_works_end_to_end(tmp_path: Path, offline_apps: list[Flask]) -> None:
-    app = create_app(offline_config(tmp_path / "instance"))
+def test_offline_wallet_flow_works_end_to_end(
+    tmp_path: Path, database_url: str, offline_apps: list[Flask]
+) -> None:
+    app = create_app(offline_config(tmp_path / "instance", DATABASE_URL=database_url))
     offline_apps.append(app)
     base_url = app.extensions["shop"].simulator.base_url
     person = Buyer(app.test_client(), SimulatorHarness(None, base_url))
@@ -140,8 +142,8 @@ def test_credentials_without_a_readable_key_stop_start_up(tmp_path: Path) -> Non
         create_app(config)
 
 
-def test_init_db_command(tmp_path: Path, offline_apps: list[Flask]) -> None:
-    app = create_app(offline_config(tmp_path / "instance"))
+def test_init_db_command(tmp_path: Path, database_url: str, offline_apps: list[Flask]) -> None:
+    app = create_app(offline_config(tmp_path / "instance", DATABASE_URL=database_url))
     offline_apps.append(app)
 
     result = app.test_cli_runner().invoke(args=["init-db"])

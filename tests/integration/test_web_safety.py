@@ -18,7 +18,9 @@ from tests.integration.conftest import (
     SimulatorHarness,
     button_config,
     csrf_token,
+    is_postgres,
 )
+from tests.support.postgres import PostgresServer
 
 API_OPERATIONS = {
     "GetCheckoutSession",
@@ -201,12 +203,20 @@ def test_healthz_reports_the_database(client: FlaskClient) -> None:
     assert response.get_json() == {"status": "ok", "database": "ok"}
 
 
-def test_healthz_is_503_when_the_database_is_gone(app_factory: AppFactory, tmp_path: Path) -> None:
-    db = tmp_path / "doomed" / "shop.db"
-    db.parent.mkdir()
-    app = app_factory(database_url=f"sqlite:///{db}")
-    app.extensions["shop"].store.engine.dispose()
-    shutil.rmtree(db.parent)  # the directory vanished: SQLite cannot open or create the file
+def test_healthz_is_503_when_the_database_is_gone(
+    app_factory: AppFactory, database_url: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    if is_postgres(database_url):
+        server: PostgresServer = request.getfixturevalue("postgres_server")
+        doomed = server.create_database("doomed")
+        app = app_factory(database_url=doomed)
+        server.drop_database(doomed)  # WITH (FORCE): the pooled connections die too
+    else:
+        db = tmp_path / "doomed" / "shop.db"
+        db.parent.mkdir()
+        app = app_factory(database_url=f"sqlite:///{db}")
+        app.extensions["shop"].store.engine.dispose()
+        shutil.rmtree(db.parent)  # the directory vanished: SQLite cannot open or create the file
 
     response = app.test_client().get("/healthz")
 

@@ -1,4 +1,6 @@
-"""The return-URL use case against Amazon's HTTP (mocked with `responses`) and a real SQLite store.
+"""The return-URL use case against Amazon's HTTP (mocked with `responses`) and a real store.
+
+The store is SQLite and PostgreSQL in turn (test ids `[sqlite]` / `[postgres]`).
 
 Every outcome the buyer can see, and the rule that bad input never reaches Amazon.
 """
@@ -11,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import psycopg
 import pytest
 import requests
 import responses
@@ -64,9 +67,26 @@ def amazon() -> Iterator[responses.RequestsMock]:
         yield mock
 
 
-@pytest.fixture
-def store(tmp_path: Any) -> Iterator[Store]:
-    store = Store(create_store_engine(f"sqlite:///{tmp_path / 'shop.db'}"))
+@pytest.fixture(scope="module")
+def postgres_store_url(postgres_url: str) -> Iterator[tuple[str, psycopg.Connection[Any]]]:
+    """This module's PostgreSQL database, and a connection kept open to empty it between tests."""
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute("SET lock_timeout = '5s'")  # a leaked lock fails the test, never hangs it
+        yield postgres_url, conn
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[Store]:
+    """A clean store per test: a new SQLite file, or the module's PostgreSQL database emptied."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'shop.db'}"
+    else:  # `postgres_url` fails (never skips) when PostgreSQL cannot start
+        url, conn = request.getfixturevalue("postgres_store_url")
+        tables = conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+        names = ", ".join(f'"{name}"' for (name,) in tables.fetchall())
+        if names:
+            conn.execute(f"TRUNCATE {names} RESTART IDENTITY CASCADE")
+    store = Store(create_store_engine(url))
     store.create_schema()
     yield store
     store.engine.dispose()
