@@ -15,9 +15,9 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from werkzeug.serving import make_server
 
 from amazonpay.simulator.app import Simulator
+from amazonpay.simulator.server import make_keepalive_server
 
 
 def _parse_key(value: str) -> tuple[str, bytes]:
@@ -87,8 +87,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         notify_url=args.notify_url,
     )
     ssl_context = (args.tls_cert, args.tls_key) if args.tls_cert else None
-    server = make_server(
-        args.host, args.port, simulator.wsgi_app, threaded=True, ssl_context=ssl_context
+    # HTTP/1.1 keep-alive, a daemon thread per connection: pooled clients reuse connections.
+    server = make_keepalive_server(
+        args.host, args.port, simulator.wsgi_app, ssl_context=ssl_context
     )
     scheme = "https" if ssl_context else "http"
     simulator.base_url = f"{scheme}://{args.host}:{server.server_address[1]}"
