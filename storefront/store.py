@@ -270,10 +270,19 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 def create_store_engine(url: str) -> Engine:
-    """One engine per app: pooled, with SQLite tuned for several threads and processes."""
+    """One engine per app: pooled, with SQLite tuned for several threads and processes.
+
+    SQLite's pool hands out the most recently returned connection (LIFO). Each SQLite
+    connection has its own page cache, which it drops when it starts a transaction and finds
+    the database changed by someone else; with the default FIFO order every request got the
+    connection idle the longest, found the previous request's writes and re-read its pages.
+    """
     if url.startswith("sqlite"):
         engine = create_engine(
-            url, connect_args={"check_same_thread": False, "timeout": 30}, pool_pre_ping=False
+            url,
+            connect_args={"check_same_thread": False, "timeout": 30},
+            pool_pre_ping=False,
+            pool_use_lifo=True,
         )
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
