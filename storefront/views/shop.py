@@ -18,16 +18,24 @@ def _cart() -> dict[str, Any]:
     return dict(raw) if isinstance(raw, dict) else {}
 
 
-@bp.get("/")
-def index() -> str:
-    buyer_id()
+UNKNOWN_PRODUCT = "That product is not in our catalog, so nothing was added to your cart."
+
+
+def _index(error: str | None = None) -> str:
     lines = cart_lines(_cart())
     return render_template(
         "index.html",
         products=list(PRODUCTS.values()),
         cart_count=sum(line.quantity for line in lines),
         added=request.args.get("added") in PRODUCTS,
+        error=error,
     )
+
+
+@bp.get("/")
+def index() -> str:
+    buyer_id()
+    return _index()
 
 
 @bp.get("/cart")
@@ -37,10 +45,10 @@ def cart() -> str:
 
 
 @bp.post("/cart/add")
-def cart_add() -> BaseResponse:
+def cart_add() -> BaseResponse | tuple[str, int]:
     product_id = request.form.get("product_id", "")
     if product_id not in PRODUCTS:
-        return redirect(url_for("shop.index"), 303)
+        return _index(UNKNOWN_PRODUCT), 400  # the cart stays as it was
     cart = _cart()
     current = cart.get(product_id)
     quantity = current if isinstance(current, int) and not isinstance(current, bool) else 0

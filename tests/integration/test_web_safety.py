@@ -59,6 +59,22 @@ def test_session_cookie_is_secure_over_https(client: FlaskClient) -> None:
     assert "Secure" in cookie
 
 
+@pytest.mark.parametrize("product_id", ["", "nope", "../mug", "mug\r\nX: y", "<b>mug</b>"])
+def test_unknown_product_is_refused_clearly_and_the_cart_is_untouched(
+    client: FlaskClient, product_id: str
+) -> None:
+    token = csrf_token(client.get("/"))
+    client.post("/cart/add", data={"product_id": "mug", "csrf_token": token})
+
+    response = client.post("/cart/add", data={"product_id": product_id, "csrf_token": token})
+
+    assert response.status_code == 400
+    page = response.get_data(as_text=True)
+    assert "That product is not in our catalog" in page
+    assert "<b>mug</b>" not in page
+    assert 'data-testid="cart-count">1 item<' in client.get("/").get_data(as_text=True)
+
+
 def test_pages_have_no_inline_script_code(client: FlaskClient) -> None:
     text = client.get("/wallet").get_data(as_text=True)
     for match in re.finditer(r"<script([^>]*)>(.*?)</script>", text, re.S):
