@@ -1,44 +1,78 @@
 """Buyers through `/checkout/return` with the app under gunicorn, against the simulator.
 
     python bench/return_flow.py [--buyers 200] [--threads 4] [--latency-ms 0] [--clients 8]
+                                [--worker-class gthread|sync] [--compare-workers]
 
-Setup: the standalone simulator runs in its own process, wrapped in a timing WSGI middleware
-(optionally sleeping `--latency-ms` before every API call, to play a distant Amazon). The app
-runs as `gunicorn 'app:create_app()' --workers 1 --threads N` with credentials pointed at it
-and a SQLite database (or `--database-url`). Every buyer is prepared first over HTTP (cart,
-/checkout, button form at the simulator, "success" on the hosted page), so only the return
-itself is measured.
+Setup: the standalone simulator runs in its own process (`return_flow.py serve-simulator`),
+served by its own `KeepAliveWSGIServer` from amazonpay/simulator/server.py - threaded, HTTP/1.1
+keep-alive, like Amazon - with a timing hook in the request handler (optionally sleeping
+`--latency-ms` before every API call, to play a distant Amazon). The app runs as
+`gunicorn 'app:create_app()' --workers 1 --worker-class gthread --threads N` (default) or
+`--worker-class sync` (1 worker, 1 thread; `--compare-workers` runs both, each against a fresh
+simulator and database) with credentials pointed at the simulator and a SQLite database (or
+`--database-url`). Every buyer is prepared first over HTTP (cart, /checkout, button form at the
+simulator, "success" on the hosted page), so only the return itself is measured.
 
-Phases: warm-up (the first returns, `--threads` at a time, so every worker thread has opened its
-pooled connection), unloaded (one return at a time), loaded (`--clients` returns at a time).
+Phases: warm-up (the first returns, one per worker thread at a time, so every worker thread has
+opened its pooled connection), unloaded (one return at a time), loaded (`--clients` at a time).
+Then the loopback floor is measured with the app idle.
 
 Method, per figure:
-  API calls       simulator API requests whose start falls inside the return's window
-                  (unloaded phase); "sequential" = no two of them overlap in time. Cross-checked
-                  with the simulator's own request log (operations per checkout session id).
+  time inside the simulator, per API request
+                  measured in the simulator process by a handler subclass of
+                  `KeepAliveRequestHandler`: from the moment the request line has been read off
+                  the socket (`parse_request` is entered) to the moment `handle_one_request`
+                  returns, i.e. the response has been handed to the kernel (`sendall`). It covers
+                  the simulator server's own HTTP parsing, the WSGI app (signature check, state,
+                  the injected latency) and the response serialisation and write. Not in it:
+                  the kernel and the loopback device, and the wake-up of the simulator's
+                  connection thread - that is the network stack, shown by the loopback floor.
+  API calls       every API request the simulator received (records of the hook above),
+                  attributed to a return by the checkout session id in its path
+                  (/v2/checkoutSessions/<id>[/complete]); exact, no time windows. Counted for
+                  every return of every phase; API requests carrying no measured session id are
+                  reported as "unattributed". Cross-checked with the simulator's own request log
+                  (operations per `checkout_session_id`). "Sequential" = for each return, no
+                  request starts (server side) before the previous one of the same return has
+                  been answered; both timestamps come from one clock in one process.
   CPU per return  run time of every thread of the gunicorn master and worker, from
                   /proc/<pid>/task/<tid>/schedstat (nanoseconds; user+sys) before and after the
                   phase, divided by the returns. The user/sys split comes from the utime/stime
                   ticks of /proc/<pid>/stat.
-  own overhead    client-side latency of GET /checkout/return (keep-alive connection, redirect
-                  not followed) minus the time the simulator spent inside its WSGI app for the
-                  requests of that return (measured in the simulator process around the app call,
-                  including the injected latency). What remains is the app: HTTP parsing in
-                  gunicorn, Flask, the database, signing, the client's HTTP round trips
-                  (loopback + the simulator server's own HTTP parsing, which is not inside the
-                  WSGI timing) and rendering the 303.
-  connections     distinct client ports seen by the simulator (REMOTE_PORT) per phase = TCP
-                  connections the app opened to the API; plus connections ESTABLISHED from the
-                  gunicorn processes to the simulator port at the end (/proc/net/tcp + socket
-                  inodes of /proc/<pid>/fd).
+  own overhead    client-side latency of GET /checkout/return minus the time inside the
+                  simulator of that return's API requests (above). The bench sends the return
+                  like a browser back from Amazon - with the buyer's own shop session cookie -
+                  over a minimal keep-alive raw-socket client, redirect not followed, so no
+                  client library time of the bench's is counted (requests.Session would add
+                  about 0.5 ms; see the loopback floor). What remains is ours: gunicorn's HTTP
+                  parsing, Flask, the session cookie, the database, signing, our HTTP client,
+                  rendering the 303 - plus the network stack of the bench's request to the app
+                  and of the app's API calls. The sync worker does not keep client connections
+                  alive, so there it also includes a TCP connect.
+  loopback floor  an empty `GET /_bench/ping` (200, no body) to the simulator over one kept-alive
+                  connection, 300 times after 50 unmeasured: raw socket (no client library),
+                  and requests.Session (the library our client uses). "Network stack" = raw
+                  round trip minus the simulator server's own time for the ping (same hook),
+                  paired per request. Per return the app makes its API calls plus answers the
+                  bench, so about (calls + 1) x the network stack is loopback, not our code.
+  connections     distinct client ports seen by the simulator per phase = TCP connections the
+                  app opened to the API; plus connections ESTABLISHED from the gunicorn processes
+                  to the simulator port at the end (/proc/net/tcp + socket inodes of
+                  /proc/<pid>/fd). Target: one per worker thread (gthread: --threads; sync: 1).
+  speed reference median time of a fixed pure-Python workload in the bench process, after the
+                  phases. The app's CPU and the simulator's per-call time move by tens of
+                  percent between runs (each run starts fresh processes) while this reference
+                  has stayed within a few percent: the drift is not the machine's speed as a
+                  whole. Judge the targets on several runs, not one.
 """
 
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import os
+import re
+import socket
 import statistics
 import sys
 import tempfile
@@ -49,6 +83,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 
@@ -66,12 +101,42 @@ from tests.support.servers import (  # noqa: E402
 
 API_PREFIXES = ("/v2/", "/sandbox/v2/", "/live/v2/")
 TIMINGS_PATH = "/_bench/timings"
+PING_PATH = "/_bench/ping"
+SESSION_IN_PATH = re.compile(r"/checkoutSessions/([A-Za-z0-9_-]+)")
+WORKER_CLASSES = ("gthread", "sync")
+SHOP_COOKIE = "shop_session"  # app.py: SESSION_COOKIE_NAME
 
 # ----------------------------------------------------------------------------- simulator side
 
 
-class TimingMiddleware:
-    """Records (wall start, seconds inside the app, method, path, client port) of API calls."""
+def _timed_handler_class() -> type[Any]:
+    from amazonpay.simulator.server import KeepAliveRequestHandler
+
+    class TimedRequestHandler(KeepAliveRequestHandler):
+        """Times each request from its parsed request line to its written response."""
+
+        _bench_started: float | None = None
+
+        def handle_one_request(self) -> None:
+            self._bench_started = None
+            super().handle_one_request()
+            started: float | None = getattr(self, "_bench_started", None)  # set by parse_request
+            if started is not None:
+                ended = time.perf_counter()
+                target = getattr(self, "path", "")  # unset if the request line was malformed
+                self.server.bench_record(  # type: ignore[attr-defined]
+                    target, self.client_address[1], started, ended
+                )
+
+        def parse_request(self) -> bool:
+            self._bench_started = time.perf_counter()
+            return bool(super().parse_request())
+
+    return TimedRequestHandler
+
+
+class BenchSimulatorApp:
+    """The simulator's WSGI app plus /_bench/timings, /_bench/ping and the injected latency."""
 
     def __init__(self, app: Callable[..., Iterable[bytes]], latency_s: float) -> None:
         self.app = app
@@ -79,47 +144,66 @@ class TimingMiddleware:
         self.records: list[dict[str, Any]] = []
         self.lock = threading.Lock()
 
+    def record(self, target: str, port: int, started: float, ended: float) -> None:
+        path = target.split("?", 1)[0]
+        if path.startswith(API_PREFIXES):
+            kind = "api"
+        elif path == PING_PATH:
+            kind = "ping"
+        else:
+            return
+        found = SESSION_IN_PATH.search(path)
+        entry = {
+            "kind": kind,
+            "path": path,
+            "session": found.group(1) if found else None,
+            "port": port,
+            "start": started,
+            "end": ended,
+            "seconds": ended - started,
+        }
+        with self.lock:
+            self.records.append(entry)
+
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         path = environ.get("PATH_INFO", "")
         if path == TIMINGS_PATH:
             with self.lock:
                 records, self.records = self.records, []
             body = json.dumps(records).encode()
-            start_response("200 OK", [("content-type", "application/json")])
+            start_response(
+                "200 OK",
+                [("content-type", "application/json"), ("content-length", str(len(body)))],
+            )
             return [body]
-        if not path.startswith(API_PREFIXES):
-            return self.app(environ, start_response)
-        wall = time.time()
-        started = time.perf_counter()
-        if self.latency_s:
+        if path == PING_PATH:
+            start_response("200 OK", [("content-length", "0")])
+            return []
+        if self.latency_s and path.startswith(API_PREFIXES):
             time.sleep(self.latency_s)
-        body = b"".join(self.app(environ, start_response))
-        record = {
-            "wall": wall,
-            "seconds": time.perf_counter() - started,
-            "method": environ.get("REQUEST_METHOD"),
-            "path": path,
-            "port": environ.get("REMOTE_PORT"),
-        }
-        with self.lock:
-            self.records.append(record)
-        return [body]
+        return self.app(environ, start_response)
 
 
-def simulator_app() -> TimingMiddleware:
-    """gunicorn entry point (`return_flow:simulator_app()`), configured by BENCH_* variables.
-
-    The simulator is served by gunicorn rather than its own werkzeug runner because werkzeug's
-    development server closes the connection after every response; Amazon keeps connections
-    alive, and the app's pooled client can only show its pooling against a server that does too.
-    """
+def serve_simulator(argv: list[str]) -> int:
+    """`return_flow.py serve-simulator --port P --key-id ID --public-key PEM [--latency-ms X]`."""
     from amazonpay.simulator import Simulator
+    from amazonpay.simulator.server import KeepAliveWSGIServer
 
-    key_id = os.environ["BENCH_KEY_ID"]
-    public_key = Path(os.environ["BENCH_PUBLIC_KEY"]).read_bytes()
-    simulator = Simulator(public_keys={key_id: public_key})
-    simulator.base_url = os.environ.get("BENCH_SIMULATOR_URL")
-    return TimingMiddleware(simulator.wsgi_app, float(os.environ["BENCH_LATENCY_MS"]) / 1000)
+    parser = argparse.ArgumentParser(prog="return_flow.py serve-simulator")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--key-id", required=True)
+    parser.add_argument("--public-key", type=Path, required=True)
+    parser.add_argument("--latency-ms", type=float, default=0.0)
+    args = parser.parse_args(argv)
+    simulator = Simulator(public_keys={args.key_id: args.public_key.read_bytes()})
+    simulator.base_url = f"http://127.0.0.1:{args.port}"
+    app = BenchSimulatorApp(simulator.wsgi_app, args.latency_ms / 1000)
+    server = KeepAliveWSGIServer("127.0.0.1", args.port, app)
+    # The server hard-wires its handler class; the timing subclass changes no behaviour.
+    server.RequestHandlerClass = _timed_handler_class()
+    server.bench_record = app.record  # type: ignore[attr-defined]
+    server.serve_forever(poll_interval=0.5)
+    return 0
 
 
 # ----------------------------------------------------------------------------- app side
@@ -190,77 +274,207 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[index]
 
 
+def fetch_timings(simulator_url: str) -> list[dict[str, Any]]:
+    """The simulator's timing records since the last fetch (fetching clears them)."""
+    response = requests.get(simulator_url + TIMINGS_PATH, timeout=10)
+    response.raise_for_status()
+    records: list[dict[str, Any]] = response.json()
+    return records
+
+
+@dataclass
+class ReturnResult:
+    session: str
+    latency: float
+    problem: str | None
+    calls: list[dict[str, Any]] = field(default_factory=list)  # its API requests, by start
+
+    @property
+    def inside_simulator(self) -> float:
+        return float(sum(r["seconds"] for r in self.calls))
+
+    @property
+    def sequential(self) -> bool:
+        return all(
+            later["start"] >= earlier["end"]
+            for earlier, later in zip(self.calls, self.calls[1:], strict=False)
+        )
+
+
 @dataclass
 class Phase:
     name: str
-    returns: int = 0
+    returns: list[ReturnResult] = field(default_factory=list)
     seconds: float = 0.0
     cpu_seconds: float = 0.0
     cpu_system_share: float = 0.0  # of the tick-based user+sys split
-    latencies: list[float] = field(default_factory=list)
-    windows: list[tuple[float, float]] = field(default_factory=list)
-    sim_records: list[dict[str, Any]] = field(default_factory=list)
-    failures: list[str] = field(default_factory=list)
+    unattributed: list[dict[str, Any]] = field(default_factory=list)
+    ports: set[int] = field(default_factory=set)
+
+    @property
+    def latencies(self) -> list[float]:
+        return [r.latency for r in self.returns]
+
+    @property
+    def failures(self) -> list[str]:
+        return [r.problem for r in self.returns if r.problem]
+
+
+class RawHttpClient:
+    """A minimal HTTP/1.1 keep-alive GET client on a raw socket, one per bench thread.
+
+    The return's latency is the app's, not the bench client's: requests.Session would add
+    about half a millisecond of client-side library time (see the loopback floor rows). A
+    connection the server closed (the sync worker closes after every response; gthread after
+    its keep-alive timeout) is reopened, inside the measured time for the former.
+    """
+
+    def __init__(self, host: str, port: int) -> None:
+        self.address = (host, port)
+        self.sock: socket.socket | None = None
+        self.buffer = b""
+
+    def _connect(self) -> socket.socket:
+        sock = socket.create_connection(self.address, timeout=60)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.sock, self.buffer = sock, b""
+        return sock
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+        self.sock, self.buffer = None, b""
+
+    def _read_until(self, sock: socket.socket, marker: bytes) -> int:
+        while (index := self.buffer.find(marker)) < 0:
+            chunk = sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("closed before the response headers")
+            self.buffer += chunk
+        return index
+
+    def get(self, target: str, cookie: str = "") -> tuple[int, dict[str, str], bytes]:
+        """(status, lower-cased headers, body); retries once if a reused connection is dead."""
+        reused = self.sock is not None
+        try:
+            return self._get(target, cookie)
+        except (ConnectionError, TimeoutError):
+            self.close()
+            if not reused:
+                raise
+        return self._get(target, cookie)
+
+    def _get(self, target: str, cookie: str) -> tuple[int, dict[str, str], bytes]:
+        sock = self.sock or self._connect()
+        host = f"{self.address[0]}:{self.address[1]}"
+        cookie_line = f"Cookie: {cookie}\r\n" if cookie else ""
+        sock.sendall(f"GET {target} HTTP/1.1\r\nHost: {host}\r\n{cookie_line}\r\n".encode())
+        end = self._read_until(sock, b"\r\n\r\n")
+        head, self.buffer = self.buffer[:end].decode("latin-1"), self.buffer[end + 4 :]
+        status_line, *lines = head.split("\r\n")
+        headers = {}
+        for line in lines:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        if "chunked" in headers.get("transfer-encoding", ""):
+            raise ConnectionError("chunked responses are not supported by the bench client")
+        if "content-length" in headers:
+            length = int(headers["content-length"])
+            while len(self.buffer) < length:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    raise ConnectionError("closed mid-body")
+                self.buffer += chunk
+            body, self.buffer = self.buffer[:length], self.buffer[length:]
+        else:  # the body ends with the connection
+            while chunk := sock.recv(65536):
+                self.buffer += chunk
+            body, self.buffer = self.buffer, b""
+            headers["connection"] = "close"
+        if headers.get("connection", "").lower() == "close":
+            self.close()
+        return int(status_line.split()[1]), headers, body
 
 
 _local = threading.local()
 
 
-def keepalive_session() -> requests.Session:
-    session = getattr(_local, "session", None)
-    if session is None:
-        session = requests.Session()
-        _local.session = session
-    return session
+def raw_client(url: str) -> RawHttpClient:
+    parts = urlsplit(url)
+    key = (parts.hostname, parts.port)
+    clients: dict[Any, RawHttpClient] = _local.__dict__.setdefault("clients", {})
+    if key not in clients:
+        clients[key] = RawHttpClient(parts.hostname or "127.0.0.1", parts.port or 80)
+    return clients[key]
 
 
-def do_return(amazon_return: AmazonReturn) -> tuple[float, float, float, str | None]:
-    http = keepalive_session()
-    wall = time.time()
+@dataclass(frozen=True)
+class PreparedBuyer:
+    amazon_return: AmazonReturn
+    cookie: str  # the buyer's own shop session cookie, which the browser sends on the return
+
+    @property
+    def session(self) -> str:
+        return self.amazon_return.checkout_session_id
+
+
+def do_return(buyer: PreparedBuyer) -> ReturnResult:
+    amazon_return = buyer.amazon_return
+    parts = urlsplit(amazon_return.return_url)
+    client = raw_client(amazon_return.return_url)
+    target = parts.path + (f"?{parts.query}" if parts.query else "")
     started = time.perf_counter()
-    response = http.get(amazon_return.return_url, allow_redirects=False, timeout=60)
+    status, headers, body = client.get(target, buyer.cookie)
     latency = time.perf_counter() - started
-    location = response.headers.get("Location", "")
-    ok = response.status_code in (302, 303) and "/checkout/result/" in location
-    problem = None if ok else f"{response.status_code} {location or response.text[:100]}"
-    return wall, wall + latency, latency, problem
+    location = headers.get("location", "")
+    ok = status in (302, 303) and "/checkout/result/" in location
+    problem = None if ok else f"{status} {location or body[:100]!r}"
+    return ReturnResult(amazon_return.checkout_session_id, latency, problem)
 
 
 def run_phase(
     name: str,
-    returns: list[AmazonReturn],
+    returns: list[PreparedBuyer],
     clients: int,
     app: ServerProcess,
     simulator_url: str,
 ) -> Phase:
     phase = Phase(name)
-    requests.get(simulator_url + TIMINGS_PATH, timeout=10)  # discard earlier records
+    fetch_timings(simulator_url)  # discard earlier records
     pids = app.pids()
     user_before, system_before = process_cpu_times(pids)
     cpu_before = process_cpu_seconds(pids)
     started = time.perf_counter()
     with ThreadPoolExecutor(max_workers=clients) as pool:
-        results = list(pool.map(do_return, returns))
+        phase.returns = list(pool.map(do_return, returns))
     phase.seconds = time.perf_counter() - started
     user_after, system_after = process_cpu_times(pids)
     phase.cpu_seconds = process_cpu_seconds(pids) - cpu_before
     ticks_total = (user_after - user_before) + (system_after - system_before)
     phase.cpu_system_share = (system_after - system_before) / ticks_total if ticks_total else 0.0
-    phase.returns = len(returns)
-    for wall_start, wall_end, latency, problem in results:
-        phase.latencies.append(latency)
-        phase.windows.append((wall_start, wall_end))
-        if problem:
-            phase.failures.append(problem)
-    phase.sim_records = requests.get(simulator_url + TIMINGS_PATH, timeout=10).json()
+    by_session = {r.session: r for r in phase.returns}
+    for record in sorted(fetch_timings(simulator_url), key=lambda r: r["start"]):
+        if record["kind"] != "api":
+            continue
+        phase.ports.add(record["port"])
+        owner = by_session.get(record["session"])
+        if owner is None:
+            phase.unattributed.append(record)
+        else:
+            owner.calls.append(record)
     return phase
 
 
-def prepare_buyers(shop_url: str, simulator_url: str, count: int) -> list[AmazonReturn]:
-    def one(_: int) -> AmazonReturn:
+def prepare_buyers(shop_url: str, simulator_url: str, count: int) -> list[PreparedBuyer]:
+    def one(_: int) -> PreparedBuyer:
         buyer = HttpBuyer(shop_url, simulator_url)
         try:
-            return buyer.checkout("success")
+            amazon_return = buyer.checkout("success")
+            # Shop and simulator share 127.0.0.1 and cookies ignore ports: take the shop's by name.
+            cookie = "; ".join(
+                f"{c.name}={c.value}" for c in buyer.http.cookies if c.name == SHOP_COOKIE
+            )
+            return PreparedBuyer(amazon_return, cookie)
         finally:
             buyer.close()
 
@@ -268,152 +482,221 @@ def prepare_buyers(shop_url: str, simulator_url: str, count: int) -> list[Amazon
         return list(pool.map(one, range(count)))
 
 
+# ----------------------------------------------------------------------------- loopback floor
+
+
 @dataclass
-class Unloaded:
-    calls: list[int]
-    sequential: bool
-    overheads: list[float]
+class Floor:
+    raw: list[float]  # client round trips over a raw socket
+    network: list[float]  # raw round trip minus the simulator server's time, per request
+    server: list[float]
+    library: list[float]  # round trips through requests.Session
 
 
-def attribute(phase: Phase) -> Unloaded:
-    """Assign simulator requests to the (non-overlapping) return windows of a sequential phase."""
-    records = sorted(phase.sim_records, key=lambda r: r["wall"])
-    calls: list[int] = []
-    overheads: list[float] = []
-    sequential = True
-    slack = 0.002  # the two processes read the same wall clock; allow for scheduling jitter
-    for (start, end), latency in zip(phase.windows, phase.latencies, strict=True):
-        inside = [r for r in records if start - slack <= r["wall"] <= end + slack]
-        calls.append(len(inside))
-        for first, second in itertools.pairwise(inside):
-            if second["wall"] < first["wall"] + first["seconds"] - slack:
-                sequential = False
-        overheads.append(latency - sum(r["seconds"] for r in inside))
-    return Unloaded(calls=calls, sequential=sequential, overheads=overheads)
+def loopback_floor(simulator: ServerProcess, count: int = 300, warm: int = 50) -> Floor:
+    request = f"GET {PING_PATH} HTTP/1.1\r\nHost: 127.0.0.1:{simulator.port}\r\n\r\n".encode()
+    raw: list[float] = []
+    fetch_timings(simulator.base_url)
+    with socket.create_connection(("127.0.0.1", simulator.port), timeout=10) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for i in range(warm + count):
+            started = time.perf_counter()
+            sock.sendall(request)
+            data = b""
+            while b"\r\n\r\n" not in data:  # Content-Length: 0, so the headers are all of it
+                chunk = sock.recv(4096)
+                if not chunk:
+                    raise ConnectionError("simulator closed the ping connection")
+                data += chunk
+            elapsed = time.perf_counter() - started
+            if i >= warm:
+                raw.append(elapsed)
+    server = [r["seconds"] for r in fetch_timings(simulator.base_url) if r["kind"] == "ping"]
+    server = server[warm:]
+    library: list[float] = []
+    with requests.Session() as http:
+        for i in range(warm + count):
+            started = time.perf_counter()
+            http.get(simulator.base_url + PING_PATH, timeout=10)
+            if i >= warm:
+                library.append(time.perf_counter() - started)
+    fetch_timings(simulator.base_url)
+    network = [r - s for r, s in zip(raw, server, strict=True)]
+    return Floor(raw=raw, network=network, server=server, library=library)
+
+
+def machine_speed(runs: int = 30) -> float:
+    """Median time of a fixed pure-Python workload (JSON, dict, str) of about 1 ms."""
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        for i in range(300):
+            json.loads(json.dumps({"id": i, "name": f"item-{i}", "tags": ["a", "b", str(i)]}))
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+# ----------------------------------------------------------------------------- one configuration
 
 
 def ms(seconds: float) -> str:
     return f"{seconds * 1000:.2f} ms"
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--buyers", type=int, default=200)
-    parser.add_argument("--threads", type=int, default=4, help="gunicorn threads (1 worker)")
-    parser.add_argument("--clients", type=int, default=8, help="concurrent buyers when loaded")
-    parser.add_argument("--latency-ms", type=float, default=0.0, help="added per API call")
-    parser.add_argument("--database-url", help="default: a SQLite file in a temp dir")
-    args = parser.parse_args(argv)
+def ok(condition: bool) -> str:
+    return "yes" if condition else "NO"
 
-    work = Path(tempfile.mkdtemp(prefix="bench-return-flow-"))
-    keys = generate_key_pair(work / "keys")
-    simulator = start_server(
+
+@dataclass
+class Report:
+    title: str
+    rows: list[tuple[str, str, str, str]]
+    failures: list[str]
+
+
+def start_simulator(work: Path, keys: Any, latency_ms: float) -> ServerProcess:
+    return start_server(
         "simulator",
         argv_template=[
             sys.executable,
-            "-m",
-            "gunicorn",
-            "return_flow:simulator_app()",
-            "--pythonpath",
-            f"{ROOT},{ROOT / 'bench'}",
-            "--bind",
-            "127.0.0.1:{port}",
-            "--workers",
-            "1",  # the simulator keeps its state in memory
-            "--threads",
-            "32",
-            "--keep-alive",
-            "75",
-            "--no-control-socket",
+            str(Path(__file__).resolve()),
+            "serve-simulator",
+            "--port",
+            "{port}",
+            "--key-id",
+            keys.key_id,
+            "--public-key",
+            str(keys.public_key_path),
+            "--latency-ms",
+            str(latency_ms),
         ],
-        env={
-            **os.environ,
-            "BENCH_KEY_ID": keys.key_id,
-            "BENCH_PUBLIC_KEY": str(keys.public_key_path),
-            "BENCH_LATENCY_MS": str(args.latency_ms),
-        },
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
         log_dir=work / "logs",
         health_path="/_simulator/health",
     )
+
+
+def run_configuration(args: argparse.Namespace, worker_class: str) -> Report:
+    work = Path(tempfile.mkdtemp(prefix=f"bench-return-flow-{worker_class}-"))
+    keys = generate_key_pair(work / "keys")
+    threads = args.threads if worker_class == "gthread" else 1
+    simulator = start_simulator(work, keys, args.latency_ms)
     database_url = args.database_url or f"sqlite:///{work / 'shop.sqlite3'}"
-    app = start_gunicorn(
-        env=app_environment(keys=keys, simulator_url=simulator.base_url, database_url=database_url),
-        log_dir=work / "logs",
-        name="app",
-        workers=1,
-        threads=args.threads,
-    )
     try:
-        return run(args, app, simulator, database_url)
+        app = start_gunicorn(
+            env=app_environment(
+                keys=keys, simulator_url=simulator.base_url, database_url=database_url
+            ),
+            log_dir=work / "logs",
+            name="app",
+            workers=1,
+            threads=threads,
+            extra_args=["--worker-class", worker_class],
+        )
+        try:
+            return measure(
+                args,
+                worker_class=worker_class,
+                threads=threads,
+                app=app,
+                simulator=simulator,
+                database_url=database_url,
+            )
+        finally:
+            app.stop()
     finally:
-        app.stop()
         simulator.stop()
 
 
-def run(
-    args: argparse.Namespace, app: ServerProcess, simulator: ServerProcess, database_url: str
-) -> int:
-    print(f"preparing {args.buyers} buyers (cart, /checkout, Amazon button, hosted page) ...")
+def measure(
+    args: argparse.Namespace,
+    *,
+    worker_class: str,
+    threads: int,
+    app: ServerProcess,
+    simulator: ServerProcess,
+    database_url: str,
+) -> Report:
+    print(f"[{worker_class}] preparing {args.buyers} buyers (cart, /checkout, Amazon, hosted page)")
     buyers = prepare_buyers(app.base_url, simulator.base_url, args.buyers)
-    warm_count = max(args.threads * 2, args.buyers // 10)
+    with_cookie = sum(bool(b.cookie) for b in buyers)
+    warm_count = max(threads * 2, args.buyers // 10)
     rest = buyers[warm_count:]
     unloaded_count = len(rest) // 2
-    warm = run_phase("warm-up", buyers[:warm_count], args.threads, app, simulator.base_url)
+    warm = run_phase("warm-up", buyers[:warm_count], threads, app, simulator.base_url)
     unloaded = run_phase("unloaded", rest[:unloaded_count], 1, app, simulator.base_url)
     loaded = run_phase("loaded", rest[unloaded_count:], args.clients, app, simulator.base_url)
     established = established_connections(app.pids(), simulator.port)
+    floor = loopback_floor(simulator)
+    speed = machine_speed()
+    phases = (warm, unloaded, loaded)
 
-    failures = warm.failures + unloaded.failures + loaded.failures
-    sequential_view = attribute(unloaded)
+    everything = [r for p in phases for r in p.returns]
+    calls = [len(r.calls) for r in everything]
+    unloaded_calls = [len(r.calls) for r in unloaded.returns]
+    overlapping = {p.name: sum(not r.sequential for r in p.returns) for p in phases}
+    unattributed = sum(len(p.unattributed) for p in phases)
+    failures = [f for p in phases for f in p.failures]
+
     log = simulator_requests(simulator.base_url)
+    measured = {b.session for b in buyers}
     per_session: dict[str, list[str]] = {}
     for entry in log:
-        if entry["operation"] in ("GetCheckoutSession", "CompleteCheckoutSession"):
+        if entry["checkout_session_id"] in measured:
             per_session.setdefault(entry["checkout_session_id"], []).append(entry["operation"])
-    measured = [b.checkout_session_id for b in rest]
-    gets = statistics.mean(per_session.get(s, []).count("GetCheckoutSession") for s in measured)
-    completes = statistics.mean(
-        per_session.get(s, []).count("CompleteCheckoutSession") for s in measured
+    gets = [per_session.get(s, []).count("GetCheckoutSession") for s in measured]
+    completes = [per_session.get(s, []).count("CompleteCheckoutSession") for s in measured]
+    setup_ops = {"GetCheckoutSession", "CompleteCheckoutSession", "ButtonCheckout", "BuyerChoice"}
+    other_ops = sorted({op for ops in per_session.values() for op in ops} - setup_ops)
+    log_agrees = all(
+        gets_ + completes_ == len(r.calls)
+        for r, gets_, completes_ in zip(
+            everything,
+            (per_session.get(r.session, []).count("GetCheckoutSession") for r in everything),
+            (per_session.get(r.session, []).count("CompleteCheckoutSession") for r in everything),
+            strict=True,
+        )
     )
-    other_ops = sorted(
-        {
-            e["operation"]
-            for e in log
-            if e["checkout_session_id"] in set(measured)
-            and e["operation"]
-            not in (
-                "GetCheckoutSession",
-                "CompleteCheckoutSession",
-                "ButtonCheckout",
-                "BuyerChoice",
-            )
-        }
-    )
-    ports = {
-        name: {r["port"] for r in p.sim_records}
-        for name, p in (("warm-up", warm), ("unloaded", unloaded), ("loaded", loaded))
-    }
-    new_after_warmup = (ports["unloaded"] | ports["loaded"]) - ports["warm-up"]
 
-    calls = sequential_view.calls
-    overheads = sequential_view.overheads
-    cpu_unloaded = unloaded.cpu_seconds / unloaded.returns
-    cpu_loaded = loaded.cpu_seconds / loaded.returns
+    overheads = [r.latency - r.inside_simulator for r in unloaded.returns]
+    inside = [r.inside_simulator for r in unloaded.returns]
+    per_call_inside = [c["seconds"] for r in unloaded.returns for c in r.calls]
+    overhead_p50 = statistics.median(overheads)
+    network_p50 = statistics.median(floor.network)
+    hops = statistics.mean(unloaded_calls) + 1
+    cpu_unloaded = unloaded.cpu_seconds / len(unloaded.returns)
+    cpu_loaded = loaded.cpu_seconds / len(loaded.returns)
+    new_after_warmup = (unloaded.ports | loaded.ports) - warm.ports
+    all_ports = warm.ports | unloaded.ports | loaded.ports
+
     rows: list[tuple[str, str, str, str]] = [
         (
-            "API calls per happy return",
+            "API calls per happy return (all phases)",
             f"{statistics.mean(calls):.2f} (min {min(calls)}, max {max(calls)}; "
-            f"log: Get {gets:.2f} + Complete {completes:.2f}"
-            + (f"; other {','.join(other_ops)}" if other_ops else "")
-            + ")",
+            f"{len(calls)} returns; unattributed {unattributed})",
             "<= 2",
-            ok(max(calls) <= 2 and gets + completes <= 2),
+            ok(max(calls) <= 2 and unattributed == 0),
+        ),
+        (
+            "  ... simulator log, per session",
+            f"Get {statistics.mean(gets):.2f} (max {max(gets)}) + Complete "
+            f"{statistics.mean(completes):.2f} (max {max(completes)})"
+            + (f"; other {','.join(other_ops)}" if other_ops else "")
+            + ("; agrees" if log_agrees else "; DISAGREES with the timing records"),
+            "",
+            "",
         ),
         (
             "  ... made sequentially",
-            "yes" if sequential_view.sequential else "NO (overlap)",
+            "yes" if not any(overlapping.values()) else "NO",
             "",
             "",
+        ),
+        (
+            "      returns with overlapping calls",
+            ", ".join(f"{name} {count}" for name, count in overlapping.items()),
+            "0",
+            ok(not any(overlapping.values())),
         ),
         (
             "app CPU per return, unloaded",
@@ -429,11 +712,17 @@ def run(
         ),
         (
             "own overhead p50 (unloaded)",
-            ms(statistics.median(overheads)),
+            ms(overhead_p50),
             "<= 4 ms",
-            ok(statistics.median(overheads) <= 0.004),
+            ok(overhead_p50 <= 0.004),
         ),
         ("own overhead p99 (unloaded)", ms(percentile(overheads, 0.99)), "", ""),
+        (
+            "  ... minus network stack x (calls + 1)",
+            ms(overhead_p50 - hops * network_p50),
+            "",
+            "",
+        ),
         (
             "return latency p50 / p99 (unloaded)",
             f"{ms(statistics.median(unloaded.latencies))} / "
@@ -442,18 +731,28 @@ def run(
             "",
         ),
         (
-            "time inside simulator per return (p50)",
-            ms(
-                statistics.median(
-                    lat - ov for lat, ov in zip(unloaded.latencies, overheads, strict=True)
-                )
-            ),
+            "inside simulator per return / per call (p50)",
+            f"{ms(statistics.median(inside))} / {ms(statistics.median(per_call_inside))}",
+            "",
+            "",
+        ),
+        (
+            "loopback floor, empty request (p50 / p99)",
+            f"raw socket {ms(statistics.median(floor.raw))} / {ms(percentile(floor.raw, 0.99))}"
+            f" (server {ms(statistics.median(floor.server))}); "
+            f"requests.Session {ms(statistics.median(floor.library))}",
+            "",
+            "",
+        ),
+        (
+            "  ... network stack per round trip (p50)",
+            ms(network_p50),
             "",
             "",
         ),
         (
             f"returns/s (loaded, {args.clients} clients)",
-            f"{loaded.returns / loaded.seconds:.1f}",
+            f"{len(loaded.returns) / loaded.seconds:.1f}",
             "",
             "",
         ),
@@ -465,36 +764,72 @@ def run(
         ),
         (
             "TCP connections app -> API",
-            f"warm-up {len(ports['warm-up'])}, new after warm-up {len(new_after_warmup)}, "
+            f"warm-up {len(warm.ports)}, new after warm-up {len(new_after_warmup)}, "
             f"established at end {established}",
-            f"<= {args.threads}, 0 new",
-            ok(
-                len(ports["warm-up"] | ports["unloaded"] | ports["loaded"]) <= args.threads
-                and not new_after_warmup
-            ),
+            f"<= {threads}, 0 new",
+            ok(len(all_ports) <= threads and not new_after_warmup),
         ),
         ("failed returns", str(len(failures)), "0", ok(not failures)),
+        ("bench-process speed reference", ms(speed), "", ""),
     ]
     db = "SQLite" if database_url.startswith("sqlite") else "PostgreSQL"
-    print()
-    print(
-        f"return flow: {args.buyers} buyers (warm-up {warm.returns}, unloaded {unloaded.returns},"
-        f" loaded {loaded.returns}); gunicorn 1 worker x {args.threads} threads; {db};"
-        f" simulator latency {args.latency_ms:g} ms per API call"
+    title = (
+        f"return flow: {args.buyers} buyers (warm-up {len(warm.returns)}, unloaded"
+        f" {len(unloaded.returns)}, loaded {len(loaded.returns)}); gunicorn 1 worker,"
+        f" --worker-class {worker_class} --threads {threads}; {db};"
+        f" simulator latency {args.latency_ms:g} ms per API call; {with_cookie} of"
+        f" {len(buyers)} returns carry the buyer's session cookie"
     )
-    widths = [
-        max(len(r[i]) for r in [("metric", "value", "target", "ok"), *rows]) for i in range(4)
-    ]
-    header = ("metric", "value", "target", "ok")
-    for row in [header, tuple("-" * w for w in widths), *rows]:
+    return Report(title=title, rows=rows, failures=failures)
+
+
+def print_table(rows: list[tuple[str, ...]]) -> None:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for index, row in enumerate(rows):
         print("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip())
-    if failures:
-        print("failures:", failures[:5])
-    return 0 if not failures else 1
+        if index == 0:
+            print("  ".join("-" * w for w in widths))
 
 
-def ok(condition: bool) -> str:
-    return "yes" if condition else "NO"
+def print_report(report: Report) -> None:
+    print()
+    print(report.title)
+    print_table([("metric", "value", "target", "ok"), *report.rows])
+    if report.failures:
+        print("failures:", report.failures[:5])
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["serve-simulator"]:
+        return serve_simulator(argv[1:])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--buyers", type=int, default=200)
+    parser.add_argument("--threads", type=int, default=4, help="gthread threads (1 worker)")
+    parser.add_argument("--clients", type=int, default=8, help="concurrent buyers when loaded")
+    parser.add_argument("--latency-ms", type=float, default=0.0, help="added per API call")
+    parser.add_argument("--database-url", help="default: a SQLite file in a temp dir")
+    parser.add_argument("--worker-class", choices=WORKER_CLASSES, default="gthread")
+    parser.add_argument(
+        "--compare-workers", action="store_true", help="run gthread and sync, one after the other"
+    )
+    args = parser.parse_args(argv)
+    if args.database_url and args.compare_workers:
+        parser.error("--compare-workers needs a fresh database per run: omit --database-url")
+
+    classes = WORKER_CLASSES if args.compare_workers else (args.worker_class,)
+    reports = [run_configuration(args, worker_class) for worker_class in classes]
+    for report in reports:
+        print_report(report)
+    if len(reports) > 1:
+        print()
+        print("side by side")
+        header = ("metric", *(f"{c} x {args.threads if c == 'gthread' else 1}" for c in classes))
+        by_metric = [
+            (row[0], *(r.rows[i][1] for r in reports)) for i, row in enumerate(reports[0].rows)
+        ]
+        print_table([header, *by_metric])
+    return 0 if not any(r.failures for r in reports) else 1
 
 
 if __name__ == "__main__":
