@@ -60,15 +60,16 @@ Method, per figure:
                   to the simulator port at the end (/proc/net/tcp + socket inodes of
                   /proc/<pid>/fd). Target: one per worker thread (gthread: --threads; sync: 1).
   speed reference median time of a fixed pure-Python workload in the bench process, after the
-                  phases. The app's CPU and the simulator's per-call time move by tens of
-                  percent between runs (each run starts fresh processes) while this reference
-                  has stayed within a few percent: the drift is not the machine's speed as a
-                  whole. Judge the targets on several runs, not one.
+                  phases, cyclic GC off. The app's CPU and the simulator's per-call time move by
+                  tens of percent between runs (each run starts fresh processes) while this
+                  reference has stayed within a few percent: the drift is not the machine's
+                  speed as a whole. Judge the targets on several runs, not one.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import re
@@ -526,13 +527,18 @@ def loopback_floor(simulator: ServerProcess, count: int = 300, warm: int = 50) -
 
 
 def machine_speed(runs: int = 30) -> float:
-    """Median time of a fixed pure-Python workload (JSON, dict, str) of about 1 ms."""
+    """Median time of a fixed pure-Python workload (JSON, dict, str) of about 1 ms, with the
+    cyclic GC off: its cost grows with the bench's own heap, which is not the machine's speed."""
     times = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        for i in range(300):
-            json.loads(json.dumps({"id": i, "name": f"item-{i}", "tags": ["a", "b", str(i)]}))
-        times.append(time.perf_counter() - started)
+    gc.disable()
+    try:
+        for _ in range(runs):
+            started = time.perf_counter()
+            for i in range(300):
+                json.loads(json.dumps({"id": i, "name": f"item-{i}", "tags": ["a", str(i)]}))
+            times.append(time.perf_counter() - started)
+    finally:
+        gc.enable()
     return statistics.median(times)
 
 
