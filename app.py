@@ -23,6 +23,7 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from amazonpay.client import AmazonPayClient
 from amazonpay.client import checkout_js_url as default_checkout_js_url
+from amazonpay.notifications import NotificationVerifier, fetch_certificate
 from amazonpay.simulator import SIMULATOR_MERCHANT_ID, SIMULATOR_STORE_ID
 from config import ConfigurationError, Settings
 from storefront.button import ButtonSettings
@@ -139,6 +140,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         ),
         checkout_js_url=checkout_js,
         simulator=simulator,
+        notifications=_notification_verifier(app, simulator),
     )
 
     install_request_guards(app, checkout_js)
@@ -147,6 +149,18 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     _configure_logging(app)
     _register_commands(app)
     return app
+
+
+def _notification_verifier(app: Flask, simulator: OfflineSimulator | None) -> NotificationVerifier:
+    """IPN signatures by Amazon's SNS certificate rules; offline, also the embedded simulator's.
+
+    `NOTIFICATION_CERT_URLS` (Flask config, never the environment) names further exact
+    certificate URLs to trust: tests point it at their own simulator.
+    """
+    trusted = [str(url) for url in app.config.get("NOTIFICATION_CERT_URLS", ())]
+    if simulator is not None:
+        trusted.append(f"{simulator.base_url}/_simulator/sns-cert.pem")
+    return NotificationVerifier(fetch_certificate, allow_cert_urls=trusted)
 
 
 def _register_error_pages(app: Flask) -> None:
@@ -208,3 +222,16 @@ def _register_commands(app: Flask) -> None:
         """Create the database tables (idempotent)."""
         app.extensions["shop"].store.create_schema()
         click.echo("database ready")
+
+    @app.cli.command("reconcile")
+    @click.option(
+        "--limit",
+        default=50,
+        show_default=True,
+        type=click.IntRange(min=1),
+        help="Most claims to settle in this pass.",
+    )
+    def reconcile(limit: int) -> None:
+        """Settle checkouts whose outcome is not known yet (run it from cron)."""
+        report = app.extensions["shop"].returns.reconcile(limit=limit)
+        click.echo(report.summary())

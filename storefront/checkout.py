@@ -15,7 +15,11 @@ No Flask here: `ReturnHandler.handle_return` takes the raw query values and give
   matches its type and amount, then completes it with a key derived from the session id, so a
   takeover after a crash replays rather than repeats.
 * An outcome that may hide moved money (no response, 5xx, 429, 202) is *pending*, never failure;
-  the next visit reconciles with a GET and, if still Open, completes again with the same key.
+  the next visit reconciles with a GET and, if still Open and under 24 hours old, completes
+  again with the same key (an older Open session is a failure: Amazon cancels it).
+* `ReturnHandler.reconcile` (cron: `flask reconcile`) and `reconcile_objects` (IPNs) settle the
+  claims nobody revisits - pending ones and claimed ones whose lease ran out - by taking the
+  claim over and running the same steps as a refresh.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import enum
 import logging
 import re
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
@@ -56,6 +60,8 @@ __all__ = [
     "REFERENCE_PATTERN",
     "SESSION_ID_PATTERN",
     "OutcomeKind",
+    "ReconcileReport",
+    "Reconciled",
     "ReturnHandler",
     "ReturnOutcome",
     "valid_reference",
@@ -89,6 +95,38 @@ class ReturnOutcome:
     checkout_kind: str
     reference: str | None
     reason: str  # for logs and tests; never shown to the buyer
+
+
+@dataclass(frozen=True)
+class Reconciled:
+    """One claim a reconciliation pass looked at. `kind` None: skipped, someone else has it."""
+
+    checkout_session_id: str
+    reference: str
+    kind: OutcomeKind | None
+    reason: str  # for logs and tests
+
+
+@dataclass(frozen=True)
+class ReconcileReport:
+    """What one reconciliation pass did, claim by claim."""
+
+    results: tuple[Reconciled, ...] = ()
+
+    def count(self, kind: OutcomeKind | None) -> int:
+        return sum(1 for result in self.results if result.kind is kind)
+
+    def summary(self) -> str:
+        """One line for logs and the CLI, e.g. `reconciled 3: 2 completed, 1 failed, ...`."""
+        completed = self.count(OutcomeKind.SUCCESS)
+        failed = self.count(OutcomeKind.FAILURE)
+        pending = self.count(OutcomeKind.PENDING)
+        line = (
+            f"reconciled {completed + failed + pending}: {completed} completed,"
+            f" {failed} failed, {pending} still pending"
+        )
+        skipped = self.count(None)
+        return f"{line}, {skipped} skipped (held elsewhere)" if skipped else line
 
 
 def valid_reference(value: str | None) -> bool:
@@ -189,6 +227,57 @@ class ReturnHandler:
                 return self._pending(pending, "claimed-elsewhere")
             self.sleep(self.poll_interval)
 
+    # -- reconciliation: claims nobody is refreshing ------------------------------------------
+
+    def reconcile(self, now: datetime | None = None, *, limit: int = 50) -> ReconcileReport:
+        """Settle up to `limit` undecided claims: pending ones, and claimed ones whose lease ran
+        out (a worker crashed between Amazon's answer and our write).
+
+        Each goes through the very path a buyer's refresh takes: take the claim over, Get
+        Checkout Session, Complete again with the same key while Open and under 24 hours, Get
+        Charge after a 202, record the outcome. A claim someone else holds is skipped; the lease
+        makes concurrent reconcilers and buyers safe.
+        """
+        moment = now or self.clock()
+        return self._settle(self.store.undecided_claims(moment, limit=limit), moment)
+
+    def reconcile_objects(
+        self, object_ids: Iterable[str], now: datetime | None = None, *, limit: int = 5
+    ) -> ReconcileReport:
+        """Settle the undecided claims whose charge permission or charge is one of `object_ids`
+        (what an IPN names, section 10). Only claims that already know those ids can match;
+        the others are left to `reconcile`."""
+        ids = {value for value in object_ids if value}
+        if not ids:
+            return ReconcileReport()
+        moment = now or self.clock()
+        claims = self.store.undecided_claims(moment, limit=limit, charge_ids=ids)
+        return self._settle(claims, moment)
+
+    def _settle(self, claims: Sequence[Claim], now: datetime) -> ReconcileReport:
+        return ReconcileReport(tuple(self._settle_one(claim, now) for claim in claims))
+
+    def _settle_one(self, found: Claim, now: datetime) -> Reconciled:
+        session_id, reference = found.checkout_session_id, found.reference
+        pending = self.store.get_pending(reference)
+        if pending is None:  # cannot happen through our writes; never guess the terms
+            logger.warning("reconcile: claim without its pending checkout ref=%s", reference)
+            return Reconciled(session_id, reference, None, "no-pending-checkout")
+        owner = secrets.token_hex(8)
+        attempt = self.store.claim(session_id, reference, owner=owner, now=now, lease=self.lease)
+        if not attempt.won:
+            # Decided meanwhile, or a buyer's request or another reconciler holds the lease.
+            reason = "decided-elsewhere" if attempt.claim.decided else "claimed-elsewhere"
+            return Reconciled(session_id, reference, None, reason)
+        outcome = self._process(pending, attempt.claim, owner, attempt.processing)
+        logger.info(
+            "reconciled ref=%s outcome=%s reason=%s",
+            reference,
+            outcome.kind.value,
+            outcome.reason,
+        )
+        return Reconciled(session_id, reference, outcome.kind, outcome.reason)
+
     # -- the winner -------------------------------------------------------------------------
 
     def _process(
@@ -250,6 +339,11 @@ class ReturnHandler:
         if state != "Open":
             logger.warning("checkout session in unknown state %r", state)
             return self._mark_pending(pending, session_id, "unknown-state")
+        if self.clock() - pending.created_at > self.max_age:
+            # Section 4: Amazon cancels a session not completed within 24 hours. One that still
+            # reads Open is about to be canceled; completing it now would race that.
+            logger.warning("checkout not completed: open past 24 hours ref=%s", pending.reference)
+            return self._record_failure(pending, session_id, "expired")
         mismatch = self._mismatch(pending, session)
         if mismatch:
             logger.warning("checkout return refused: %s ref=%s", mismatch, pending.reference)

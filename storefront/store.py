@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -23,6 +23,7 @@ from sqlalchemy import (
     DateTime,
     Dialect,
     Engine,
+    Index,
     Integer,
     MetaData,
     Numeric,
@@ -125,6 +126,8 @@ checkout_claims = Table(
     Column("charge_id", String(64), nullable=True),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
+    # The reconciler's scan: undecided claims (claimed/pending) whose lease has run out.
+    Index("ix_checkout_claims_status_lease", "status", "lease_expires_at"),
 )
 
 orders = Table(
@@ -350,6 +353,10 @@ class Store:
                         # its catalog (duplicate pg_type rows).
                         conn.execute(text("SELECT pg_advisory_xact_lock(7271828)"))
                     metadata.create_all(conn, checkfirst=True)
+                    # create_all skips tables that exist; an index added later still has to
+                    # reach a database made by an older version.
+                    for index in checkout_claims.indexes:
+                        index.create(conn, checkfirst=True)
                 return
             except (OperationalError, IntegrityError, ProgrammingError):
                 # Another process created a table between our check and our CREATE.
@@ -518,6 +525,31 @@ class Store:
         after = self.get_claim(checkout_session_id)
         assert after is not None
         return ClaimAttempt(won=taken == 1, claim=after, taken_over=taken == 1)
+
+    def undecided_claims(
+        self, now: datetime, *, limit: int, charge_ids: Collection[str] | None = None
+    ) -> list[Claim]:
+        """Claims nobody is working on whose outcome is not decided, the stalest first.
+
+        That is every `pending` claim, and every `claimed` one whose lease ran out (its worker
+        died between Amazon's answer and our write). A live lease means someone holds it now.
+        With `charge_ids`, only claims whose charge permission or charge is one of them.
+        """
+        cc = checkout_claims.c
+        query = (
+            select(checkout_claims)
+            .where(cc.status.in_([CLAIM_CLAIMED, CLAIM_PENDING]))
+            .where(cc.lease_expires_at.is_(None) | (cc.lease_expires_at <= now))
+            .order_by(cc.updated_at, cc.checkout_session_id)
+            .limit(limit)
+        )
+        if charge_ids is not None:
+            ids = sorted(charge_ids)
+            if not ids:
+                return []
+            query = query.where(cc.charge_permission_id.in_(ids) | cc.charge_id.in_(ids))
+        with self.engine.connect() as conn:
+            return [_claim(row) for row in conn.execute(query).mappings()]
 
     def release_claim(self, checkout_session_id: str, owner: str) -> None:
         """Forget a claim that should never have been made (a session of another checkout)."""

@@ -18,6 +18,7 @@ from flask import Flask, Response, abort, current_app, g, request, session
 from flask.sessions import SecureCookieSessionInterface
 
 from amazonpay.client import AmazonPayClient
+from amazonpay.notifications import NotificationVerifier
 from storefront.button import ButtonSettings
 from storefront.checkout import ReturnHandler
 from storefront.offline import OfflineSimulator
@@ -36,6 +37,9 @@ __all__ = [
 _BUYER_ID = re.compile(r"\A[A-Za-z0-9_-]{22}\Z")
 _REQUEST_ID = re.compile(r"\A[A-Za-z0-9._-]{8,64}\Z")
 MAX_QUERY_BYTES = 2048  # a return URL carries two short ids; anything far longer is hostile
+# POST endpoints without our form token: Amazon's IPN carries no cookie of ours, and its SNS
+# signature is checked by the view instead. Exact endpoint names, nothing broader.
+CSRF_EXEMPT_ENDPOINTS = frozenset({"notifications.amazon_pay"})
 
 
 @dataclass
@@ -48,6 +52,7 @@ class Shop:
     button: ButtonSettings
     checkout_js_url: str
     simulator: OfflineSimulator | None
+    notifications: NotificationVerifier
     pending_reuse_window: timedelta = timedelta(hours=1)
 
     def now(self) -> datetime:
@@ -159,8 +164,12 @@ def install_request_guards(app: Flask, checkout_js_url: str) -> None:
             and request.endpoint != "checkout.checkout_return"
         ):
             abort(400)
-        if request.method == "POST" and request.routing_exception is None:
-            _check_csrf()  # unknown routes and methods get their 404/405 first
+        if (
+            request.method == "POST"
+            and request.routing_exception is None  # unknown routes and methods: 404/405 first
+            and request.endpoint not in CSRF_EXEMPT_ENDPOINTS
+        ):
+            _check_csrf()
 
     @app.after_request
     def _headers(response: Response) -> Response:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from storefront.views import checkout, shop, wallet
+from storefront.views import checkout, notifications, shop, wallet
 
 __all__ = ["register_blueprints"]
 
@@ -13,3 +13,4 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(shop.bp)
     app.register_blueprint(checkout.bp)
     app.register_blueprint(wallet.bp)
+    app.register_blueprint(notifications.bp)

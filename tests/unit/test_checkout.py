@@ -8,7 +8,11 @@ Every outcome the buyer can see, and the rule that bad input never reaches Amazo
 from __future__ import annotations
 
 import json
+import re
+import threading
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -17,11 +21,12 @@ import psycopg
 import pytest
 import requests
 import responses
+import sqlalchemy
 from cryptography.hazmat.primitives.asymmetric import rsa
 from responses import matchers
 
 from amazonpay.client import AmazonPayClient, idempotency_key_for
-from storefront.checkout import OutcomeKind, ReturnHandler, ReturnOutcome
+from storefront.checkout import OutcomeKind, ReconcileReport, ReturnHandler, ReturnOutcome
 from storefront.store import (
     CLAIM_COMPLETED,
     CLAIM_FAILED,
@@ -747,3 +752,296 @@ def test_reference_in_the_return_url_identifies_the_owner_when_metadata_is_missi
 
     assert (outcome.kind, outcome.reason) == (OutcomeKind.FAILURE, "reference-mismatch")
     assert complete_calls(amazon) == []
+
+
+# -- reconciliation: claims the buyer left behind ------------------------------------------------
+
+CHARGE_ID = "S01-1234567-7654321-C000001"
+
+
+def left_pending(
+    handler: ReturnHandler, amazon: responses.RequestsMock, pending: PendingCheckout
+) -> None:
+    """The buyer returned, Amazon did not answer Complete (5xx after retries), the tab closed."""
+    amazon.get(get_url(SESSION_A), json=session_json(SESSION_A, pending))
+    amazon.post(complete_url(SESSION_A), status=503, json=error_body("ServiceUnavailable"))
+    assert returned(handler, SESSION_A, pending).kind is OutcomeKind.PENDING
+    claim = handler.store.get_claim(SESSION_A)
+    assert claim is not None
+    assert claim.status == CLAIM_PENDING
+
+
+def test_reconcile_completes_a_pending_open_session_with_the_same_key(
+    handler: ReturnHandler, store: Store, clock: Clock, amazon: responses.RequestsMock
+) -> None:
+    pending = make_pending(store, clock)
+    left_pending(handler, amazon, pending)
+    amazon.replace(
+        responses.POST,
+        complete_url(SESSION_A),
+        json=session_json(SESSION_A, pending, completed=True),
+    )
+    clock.advance(300)
+
+    report = handler.reconcile(clock())
+
+    assert report.summary() == "reconciled 1: 1 completed, 0 failed, 0 still pending"
+    claim = store.get_claim(SESSION_A)
+    assert claim is not None
+    assert claim.status == CLAIM_COMPLETED
+    assert [m.charge_permission_id for m in store.saved_payment_methods(pending.buyer_id)] == [
+        "S01-1234567-7654321"
+    ]
+    keys = {c.request.headers["x-amz-pay-idempotency-key"] for c in complete_calls(amazon)}
+    assert keys == {idempotency_key_for(SESSION_A)}
+    # The buyer's refresh now shows the recorded success without calling Amazon.
+    calls = len(amazon.calls)
+    assert returned(handler, SESSION_A, pending).kind is OutcomeKind.SUCCESS
+    assert len(amazon.calls) == calls
+
+
+def test_reconcile_records_a_canceled_session_as_failure(
+    handler: ReturnHandler, store: Store, clock: Clock, amazon: responses.RequestsMock
+) -> None:
+    pending = make_pending(store, clock, KIND_ONE_TIME, "15.00")
+    left_pending(handler, amazon, pending)
+    amazon.replace(
+        responses.GET,
+        get_url(SESSION_A),
+        json=session_json(SESSION_A, pending, state="Canceled", reason_code="BuyerCanceled"),
+    )
+    completes = len(complete_calls(amazon))
+
+    report = handler.reconcile(clock())
+
+    assert report.summary() == "reconciled 1: 0 completed, 1 failed, 0 still pending"
+    assert [(r.kind, r.reason) for r in report.results] == [(OutcomeKind.FAILURE, "BuyerCanceled")]
+    claim = store.get_claim(SESSION_A)
+    assert claim is not None
+    assert (claim.status, claim.reason) == (CLAIM_FAILED, "BuyerCanceled")
+    assert store.get_order(pending.reference) is None
+    reopened = store.get_pending(pending.reference)
+    assert reopened is not None
+    assert reopened.state == "open"  # the buyer may pay again
+    assert len(complete_calls(amazon)) == completes
+
+
+def test_reconcile_takes_over_a_crashed_claim_and_completes_with_the_same_key(
+    handler: ReturnHandler, store: Store, clock: Clock, amazon: responses.RequestsMock
+) -> None:
+    pending = make_pending(store, clock)
+    # A worker claimed the session, then died before writing anything else.
+    crashed = store.claim(
+        SESSION_A,
+        pending.reference,
+        owner="crashed",
+        now=clock(),
+        lease=handler.lease,
+        start_processing=True,
+    )
+    assert (crashed.won, crashed.processing) == (True, True)
+    amazon.get(get_url(SESSION_A), json=session_json(SESSION_A, pending))
+    amazon.post(
+        complete_url(SESSION_A),
+        json=session_json(SESSION_A, pending, completed=True),
+        match=[
+            matchers.header_matcher({"x-amz-pay-idempotency-key": idempotency_key_for(SESSION_A)})
+        ],
+    )
+
+    assert handler.reconcile(clock()).results == ()  # the lease is still live
+    assert len(amazon.calls) == 0
+    clock.advance(handler.lease.total_seconds() + 1)
+    report = handler.reconcile(clock())
+
+    assert report.summary() == "reconciled 1: 1 completed, 0 failed, 0 still pending"
+    claim = store.get_claim(SESSION_A)
+    assert claim is not None
+    assert (claim.status, claim.attempts) == (CLAIM_COMPLETED, 2)
+    assert len(complete_calls(amazon)) == 1
+
+
+def test_reconcile_fails_a_session_still_open_after_24_hours_without_completing(
+    handler: ReturnHandler, store: Store, clock: Clock, amazon: responses.RequestsMock
+) -> None:
+    pending = make_pending(store, clock)
+    left_pending(handler, amazon, pending)
+    completes = len(complete_calls(amazon))
+    clock.advance(24 * 3600 + 1)
+
+    report = handler.reconcile(clock())
+
+    assert [(r.kind, r.reason) for r in report.results] == [(OutcomeKind.FAILURE, "expired")]
+    assert len(complete_calls(amazon)) == completes  # Amazon cancels it; we never complete it
+    claim = store.get_claim(SESSION_A)
+    assert claim is not None
+    assert claim.status == CLAIM_FAILED
+
+
+def test_reconcile_after_a_202_reads_the_charge_and_records_success(
+    handler: ReturnHandler, store: Store, clock: Clock, amazon: responses.RequestsMock
+) -> None:
+    pending = make_pending(store, clock, KIND_ONE_TIME, "15.00")
+    amazon.get(get_url(SESSION_A), json=session_json(SESSION_A, pending))
+    amazon.post(
+        complete_url(SESSION_A), status=202, json=session_json(SESSION_A, pending, completed=True)
+    )
+    charge_url = f"{API}/charges/{CHARGE_ID}"
+    amazon.get(charge_url, json={"chargeId": CHARGE_ID, "statusDetails": {"state": "Authorized"}})
+    assert returned(handler, SESSION_A, pending).kind is OutcomeKind.PENDING
+
+    report = handler.reconcile(clock())
+
+    assert [(r.kind, r.reason) for r in report.results] == [(OutcomeKind.SUCCESS, "authorized")]
+    order = store.get_order(pending.reference)
+    assert order is not None
+    assert order.charge_id == CHARGE_ID
+    assert len(complete_calls(amazon)) == 1
+    assert [c.request.url for c in amazon.calls if "/charges/" in c.request.url] == [charge_url]
+
+
+def test_reconcile_objects_settles_only_the_claims_an_ipn_names(
+    handler: ReturnHandler, store: Store, clock: Clock, amazon: responses.RequestsMock
+) -> None:
+    pending = make_pending(store, clock, KIND_ONE_TIME, "15.00")
+    amazon.get(get_url(SESSION_A), json=session_json(SESSION_A, pending))
+    amazon.post(
+        complete_url(SESSION_A), status=202, json=session_json(SESSION_A, pending, completed=True)
+    )
+    amazon.get(
+        f"{API}/charges/{CHARGE_ID}",
+        json={"chargeId": CHARGE_ID, "statusDetails": {"state": "Authorized"}},
+    )
+    assert returned(handler, SESSION_A, pending).kind is OutcomeKind.PENDING
+    calls = len(amazon.calls)
+
+    assert handler.reconcile_objects(["S01-0000000-0000000"], clock()).results == ()
+    assert handler.reconcile_objects([], clock()).results == ()
+    assert len(amazon.calls) == calls
+    report = handler.reconcile_objects([CHARGE_ID, "S01-1234567-7654321"], clock())
+
+    assert report.summary() == "reconciled 1: 1 completed, 0 failed, 0 still pending"
+
+
+def test_reconcile_with_nothing_undecided_calls_amazon_not_at_all(
+    handler: ReturnHandler, store: Store, clock: Clock, amazon: responses.RequestsMock
+) -> None:
+    paid = make_pending(store, clock, buyer="p")
+    amazon.get(get_url(SESSION_A), json=session_json(SESSION_A, paid))
+    amazon.post(complete_url(SESSION_A), json=session_json(SESSION_A, paid, completed=True))
+    assert returned(handler, SESSION_A, paid).kind is OutcomeKind.SUCCESS
+    canceled = make_pending(store, clock, buyer="c")
+    amazon.get(
+        get_url(SESSION_B),
+        json=session_json(SESSION_B, canceled, state="Canceled", reason_code="Declined"),
+    )
+    assert returned(handler, SESSION_B, canceled).kind is OutcomeKind.FAILURE
+    busy = make_pending(store, clock, buyer="w")
+    store.claim(
+        "9e8d7c6b-5a49-4838-b7a6-958473625140",
+        busy.reference,
+        owner="a-live-worker",
+        now=clock(),
+        lease=timedelta(seconds=60),
+    )
+    calls = len(amazon.calls)
+
+    report = handler.reconcile(clock())
+
+    assert report.results == ()
+    assert report.summary() == "reconciled 0: 0 completed, 0 failed, 0 still pending"
+    assert len(amazon.calls) == calls
+
+
+def test_reconcile_is_bounded_and_takes_the_stalest_claims_first(
+    handler: ReturnHandler, store: Store, clock: Clock, amazon: responses.RequestsMock
+) -> None:
+    sessions = [f"00000000-0000-4000-8000-00000000000{i}" for i in range(3)]
+    for i, session_id in enumerate(sessions):
+        pending = make_pending(store, clock, buyer=f"buyer-{i}".ljust(22, "x"))
+        store.claim(session_id, pending.reference, owner="o", now=clock(), lease=handler.lease)
+        store.mark_pending(session_id, reason="complete-unknown", now=clock())
+        clock.advance(1)
+    amazon.get(re.compile(rf"{API}/checkoutSessions/.*"), body=requests.ConnectionError("down"))
+
+    report = handler.reconcile(clock(), limit=2)
+
+    assert [r.checkout_session_id for r in report.results] == sessions[:2]
+    assert report.summary() == "reconciled 2: 0 completed, 0 failed, 2 still pending"
+    # The ones just tried go to the back of the queue.
+    assert [r.checkout_session_id for r in handler.reconcile(clock(), limit=2).results] == [
+        sessions[2],
+        sessions[0],
+    ]
+
+
+def test_concurrent_reconcilers_and_a_refresh_complete_once(
+    private_key: rsa.RSAPrivateKey,
+    store: Store,
+    clock: Clock,
+    amazon: responses.RequestsMock,
+) -> None:
+    """Two reconcilers and the buyer's refresh race on one pending claim: one Complete."""
+
+    def new_handler() -> ReturnHandler:  # what another process would have: its own client
+        client = AmazonPayClient(
+            public_key_id="SANDBOX-UNITTEST",
+            private_key=private_key,
+            endpoint="https://pay-api.test",
+            sleep=lambda _seconds: None,
+        )
+        return ReturnHandler(
+            client,
+            store,
+            clock=lambda: datetime.now(UTC),
+            sleep=time.sleep,
+            wait=timedelta(seconds=5),
+            poll_interval=0.01,
+        )
+
+    clock.now = datetime.now(UTC)
+    pending = make_pending(store, clock)
+    left_pending(new_handler(), amazon, pending)
+    before = len(complete_calls(amazon))
+
+    def slow_complete(_request: requests.PreparedRequest) -> tuple[int, dict[str, str], str]:
+        time.sleep(0.3)  # hold the claim while the others arrive
+        return 200, {}, json.dumps(session_json(SESSION_A, pending, completed=True))
+
+    amazon.remove(responses.POST, complete_url(SESSION_A))
+    amazon.add_callback(responses.POST, complete_url(SESSION_A), callback=slow_complete)
+    handlers = [new_handler() for _ in range(3)]
+    start = threading.Barrier(3)
+
+    def reconcile(handler: ReturnHandler) -> ReconcileReport:
+        start.wait()
+        return handler.reconcile()
+
+    def refresh(handler: ReturnHandler) -> ReturnOutcome:
+        start.wait()
+        return returned(handler, SESSION_A, pending)
+
+    with ThreadPoolExecutor(3) as pool:
+        reports = [pool.submit(reconcile, h) for h in handlers[:2]]
+        buyer = pool.submit(refresh, handlers[2])
+        outcomes = [f.result(timeout=30) for f in reports]
+        seen = buyer.result(timeout=30)
+
+    assert len(complete_calls(amazon)) == before + 1
+    assert seen.kind in (OutcomeKind.SUCCESS, OutcomeKind.PENDING)  # never a failure
+    completed_by_reconcilers = sum(r.count(OutcomeKind.SUCCESS) for r in outcomes)
+    assert completed_by_reconcilers + (seen.reason == "completed") == 1
+    claim = store.get_claim(SESSION_A)
+    assert claim is not None
+    assert claim.status == CLAIM_COMPLETED
+    assert returned(handlers[2], SESSION_A, pending).kind is OutcomeKind.SUCCESS
+
+
+def test_create_schema_adds_the_reconciler_index_to_an_existing_database(store: Store) -> None:
+    with store.engine.begin() as conn:
+        conn.execute(sqlalchemy.text("DROP INDEX ix_checkout_claims_status_lease"))
+
+    store.create_schema()
+
+    names = {i["name"] for i in sqlalchemy.inspect(store.engine).get_indexes("checkout_claims")}
+    assert "ix_checkout_claims_status_lease" in names
