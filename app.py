@@ -21,7 +21,7 @@ from werkzeug.exceptions import HTTPException, InternalServerError
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.wrappers import Response as BaseResponse
 
-from amazonpay.client import AmazonPayClient
+from amazonpay.client import AmazonPayClient, RetryPolicy
 from amazonpay.client import checkout_js_url as default_checkout_js_url
 from amazonpay.notifications import NotificationVerifier, fetch_certificate
 from amazonpay.simulator import SIMULATOR_MERCHANT_ID, SIMULATOR_STORE_ID
@@ -117,6 +117,11 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
             sandbox=settings.sandbox,
             endpoint=endpoint,
             algorithm=settings.algorithm,
+            # A buyer is waiting: bound each call to about 17 s at worst (last retry starts by
+            # 6 s, then connect + read). A call that runs out is reconciled, never failed.
+            connect_timeout=3.05,
+            read_timeout=8.0,
+            retry=RetryPolicy(max_attempts=3, base_delay=0.25, max_delay=2.0, max_total=6.0),
         )
     except ConfigurationError as exc:
         raise ConfigurationError(f"AMAZON_PAY_ENDPOINT: {exc}") from None
