@@ -47,6 +47,23 @@ def test_security_headers_on_every_response(
     assert headers["Referrer-Policy"] == "no-referrer"
 
 
+def test_amazons_checkout_js_gets_amazons_hosts_but_never_inline_script(
+    app_factory: AppFactory,
+) -> None:
+    app = app_factory(
+        AMAZON_PAY_CHECKOUT_JS_URL="https://static-eu.payments-amazon.com/checkout.js"
+    )
+
+    csp = app.test_client().get("/wallet").headers["Content-Security-Policy"]
+
+    directives = dict(part.strip().split(" ", 1) for part in csp.split(";"))
+    assert "https://static-eu.payments-amazon.com" in directives["script-src"]
+    assert "https://*.payments-amazon.com" in directives["frame-src"]
+    assert "unsafe-inline" not in directives["script-src"]
+    assert "unsafe-eval" not in csp
+    assert directives["frame-ancestors"] == "'none'"
+
+
 def test_session_cookie_is_httponly_and_lax(client: FlaskClient) -> None:
     cookie = client.get("/wallet").headers["Set-Cookie"]
     assert "HttpOnly" in cookie
