@@ -21,6 +21,7 @@ SANDBOX_KEY_ID = "SANDBOX-AFVX7ULWSGBZ5535PCUQOY7B"
 LIVE_KEY_ID = "LIVE-AFVX7ULWSGBZ5535PCUQOY7B"
 PLAIN_KEY_ID = "AFVX7ULWSGBZ5535PCUQOY7B"
 OTHER_KEY_ID = "SANDBOX-OTHERKEY000000000000000"
+USD_14 = {"amount": "14.00", "currencyCode": "USD"}
 
 
 @dataclass(frozen=True)
@@ -177,6 +178,18 @@ def session_payload(
     }
     payload.update(extra)
     return payload
+
+
+def complete(
+    api: Api, session_id: str, body: Any = None, key: str | None = None
+) -> requests.Response:
+    """Complete a session; the body defaults to a charge of USD_14."""
+    return api.call(
+        "POST",
+        f"/checkoutSessions/{session_id}/complete",
+        {"chargeAmount": USD_14} if body is None else body,
+        idempotency_key=key,
+    )
 
 
 def setup_only_payload() -> dict[str, Any]:

@@ -12,20 +12,13 @@ from typing import Any
 import pytest
 import requests
 
-from tests.simulator.conftest import OTHER_KEY_ID, Api, session_payload
-
-USD_14 = {"amount": "14.00", "currencyCode": "USD"}
+from tests.simulator.conftest import OTHER_KEY_ID, USD_14, Api, complete, session_payload
 
 
 def _complete(
     api: Api, sid: str, key: str | None = "done-1", body: Any = None
 ) -> requests.Response:
-    return api.call(
-        "POST",
-        f"/checkoutSessions/{sid}/complete",
-        {"chargeAmount": USD_14} if body is None else body,
-        idempotency_key=key,
-    )
+    return complete(api, sid, body, key)
 
 
 def test_same_key_same_request_replays_the_stored_response(api: Api) -> None:

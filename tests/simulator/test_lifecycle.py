@@ -13,14 +13,15 @@ from amazonpay import signing
 from amazonpay.simulator import Simulator, serve_in_thread
 from tests.simulator.conftest import (
     PLAIN_KEY_ID,
+    USD_14,
     Api,
     Keys,
+    complete,
     public_keys,
     session_payload,
     setup_only_payload,
 )
 
-USD_14 = {"amount": "14.00", "currencyCode": "USD"}
 TIMESTAMP = re.compile(r"^\d{8}T\d{6}Z$")
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 SECTION_4_FIELDS = {
@@ -32,15 +33,6 @@ SECTION_4_FIELDS = {
     "deliverySpecifications", "addressDetails", "scopes", "providerMetadata", "platformId",
     "releaseEnvironment", "checkoutButtonText",
 }  # fmt: skip
-
-
-def complete(api: Api, session_id: str, body: Any = None, key: str | None = None) -> Any:
-    return api.call(
-        "POST",
-        f"/checkoutSessions/{session_id}/complete",
-        {"chargeAmount": USD_14} if body is None else body,
-        idempotency_key=key,
-    )
 
 
 def test_a_new_session_is_open_with_every_field_and_the_buyer_constraint(api: Api) -> None:

@@ -5,12 +5,8 @@ from __future__ import annotations
 
 import base64
 import json
-import queue
-import threading
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -21,34 +17,16 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from amazonpay.simulator import SIMULATOR_MERCHANT_ID, Simulator, serve_in_thread
-from tests.simulator.conftest import Api, Keys, public_keys, session_payload
+from tests.simulator.conftest import Api, Keys, complete, public_keys, session_payload
+from tests.support.receiver import IpnReceiver, ipn_receiver
 
-Received = tuple[dict[str, str], dict[str, Any]]
+Envelope = tuple[dict[str, str], dict[str, Any]]
 
 
 @pytest.fixture
-def receiver() -> Iterator[tuple[str, queue.Queue[Received]]]:
-    inbox: queue.Queue[Received] = queue.Queue()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            length = int(self.headers["Content-Length"])
-            body = json.loads(self.rfile.read(length))
-            inbox.put(({k.lower(): v for k, v in self.headers.items()}, body))
-            self.send_response(200)
-            self.end_headers()
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-    )
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/ipn", inbox
-    server.shutdown()
-    server.server_close()
+def receiver() -> Iterator[IpnReceiver]:
+    with ipn_receiver() as ipn:
+        yield ipn
 
 
 def sns_string_to_sign(envelope: dict[str, str]) -> str:
@@ -69,32 +47,26 @@ def verify(envelope: dict[str, str]) -> None:
     )
 
 
-def collect(inbox: queue.Queue[Received], count: int) -> list[Received]:
-    got: list[Received] = []
-    deadline = time.monotonic() + 5
-    while len(got) < count and time.monotonic() < deadline:
-        try:
-            got.append(inbox.get(timeout=0.1))
-        except queue.Empty:
-            continue
-    return got
+def collect(receiver: IpnReceiver, count: int) -> list[Envelope]:
+    """Up to `count` notifications as (headers, parsed SNS envelope), waiting up to 5 s."""
+    return [(headers, json.loads(body)) for headers, body in receiver.collect(count, timeout=5)]
+
+
+def complete_session(api: Api, outcome: str = "success", **payload: Any) -> requests.Response:
+    """Create a session, let the buyer's `outcome` play, then Complete it for 14.00 USD."""
+    sid = api.create_session(session_payload(**payload))["checkoutSessionId"]
+    api.control(f"sessions/{sid}/outcome", {"outcome": outcome})
+    return complete(api, sid)
 
 
 def test_completion_capture_and_refund_send_signed_notifications(
-    keys: Keys, receiver: tuple[str, queue.Queue[Received]]
+    keys: Keys, receiver: IpnReceiver
 ) -> None:
-    url, inbox = receiver
-    handle = serve_in_thread(Simulator(public_keys=public_keys(keys), notify_url=url))
+    handle = serve_in_thread(Simulator(public_keys=public_keys(keys), notify_url=receiver.url))
     try:
         api = Api(handle.base_url, keys)
-        sid = api.create_session(session_payload())["checkoutSessionId"]
-        api.control(f"sessions/{sid}/outcome", {"outcome": "success"})
-        done = api.call(
-            "POST",
-            f"/checkoutSessions/{sid}/complete",
-            {"chargeAmount": {"amount": "14.00", "currencyCode": "USD"}},
-        ).json()
-        messages = collect(inbox, 2)
+        done = complete_session(api).json()
+        messages = collect(receiver, 2)
         assert len(messages) == 2
         for headers, envelope in messages:
             assert headers["content-type"].startswith("text/plain")
@@ -130,7 +102,7 @@ def test_completion_capture_and_refund_send_signed_notifications(
             {"chargeId": done["chargeId"], "refundAmount": {"amount": "1", "currencyCode": "USD"}},
             idempotency_key="ref",
         ).json()
-        later = [json.loads(e["Message"]) for _, e in collect(inbox, 2)]
+        later = [json.loads(e["Message"]) for _, e in collect(receiver, 2)]
         assert [(m["ObjectType"], m["ObjectId"]) for m in later] == [
             ("CHARGE", done["chargeId"]),
             ("REFUND", refund["refundId"]),
@@ -139,21 +111,12 @@ def test_completion_capture_and_refund_send_signed_notifications(
         handle.shutdown()
 
 
-def test_a_tampered_notification_fails_verification(
-    keys: Keys, receiver: tuple[str, queue.Queue[Received]]
-) -> None:
-    url, inbox = receiver
-    handle = serve_in_thread(Simulator(public_keys=public_keys(keys), notify_url=url))
+def test_a_tampered_notification_fails_verification(keys: Keys, receiver: IpnReceiver) -> None:
+    handle = serve_in_thread(Simulator(public_keys=public_keys(keys), notify_url=receiver.url))
     try:
         api = Api(handle.base_url, keys)
-        sid = api.create_session(session_payload(intent="Confirm"))["checkoutSessionId"]
-        api.control(f"sessions/{sid}/outcome", {"outcome": "success"})
-        api.call(
-            "POST",
-            f"/checkoutSessions/{sid}/complete",
-            {"chargeAmount": {"amount": "14.00", "currencyCode": "USD"}},
-        )
-        ((_, envelope),) = collect(inbox, 1)
+        complete_session(api, intent="Confirm")
+        ((_, envelope),) = collect(receiver, 1)
         verify(envelope)
         envelope["Message"] = envelope["Message"].replace("STATE_CHANGE", "ATTRIBUTE_CHANGE")
         with pytest.raises(InvalidSignature):
@@ -168,13 +131,7 @@ def test_an_unreachable_receiver_does_not_break_the_api(keys: Keys) -> None:
     )
     try:
         api = Api(handle.base_url, keys)
-        sid = api.create_session(session_payload())["checkoutSessionId"]
-        api.control(f"sessions/{sid}/outcome", {"outcome": "success"})
-        response = api.call(
-            "POST",
-            f"/checkoutSessions/{sid}/complete",
-            {"chargeAmount": {"amount": "14.00", "currencyCode": "USD"}},
-        )
+        response = complete_session(api)
         assert response.status_code == 200
     finally:
         handle.shutdown()
@@ -189,25 +146,18 @@ class FakeClock:
 
 
 def test_pending_authorization_settles_and_notifies_without_any_request(
-    keys: Keys, receiver: tuple[str, queue.Queue[Received]]
+    keys: Keys, receiver: IpnReceiver
 ) -> None:
-    url, inbox = receiver
     clock = FakeClock()
-    simulator = Simulator(public_keys=public_keys(keys), notify_url=url, clock=clock)
+    simulator = Simulator(public_keys=public_keys(keys), notify_url=receiver.url, clock=clock)
     handle = serve_in_thread(simulator)
     try:
         api = Api(handle.base_url, keys)
-        sid = api.create_session(session_payload())["checkoutSessionId"]
-        api.control(f"sessions/{sid}/outcome", {"outcome": "pending"})
-        response = api.call(
-            "POST",
-            f"/checkoutSessions/{sid}/complete",
-            {"chargeAmount": {"amount": "14.00", "currencyCode": "USD"}},
-        )
+        response = complete_session(api, "pending")
         assert response.status_code == 202
-        assert len(collect(inbox, 2)) == 2  # permission created, charge initiated
+        assert len(collect(receiver, 2)) == 2  # permission created, charge initiated
         clock.now += timedelta(seconds=31)
-        ((_, envelope),) = collect(inbox, 1)
+        ((_, envelope),) = collect(receiver, 1)
         message = json.loads(envelope["Message"])
         assert (message["ObjectType"], message["ObjectId"]) == (
             "CHARGE",

@@ -6,9 +6,7 @@ connections_accepted`) and, for the runner in its own process, the client's loca
 
 from __future__ import annotations
 
-import datetime as dt
 import http.client
-import ipaddress
 import socket
 import ssl
 import time
@@ -17,14 +15,11 @@ from pathlib import Path
 
 import pytest
 import requests
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
 
 from amazonpay.simulator import ServerHandle, Simulator, serve_in_thread
 from tests.simulator.conftest import Api, Keys, public_keys, session_payload
 from tests.simulator.test_runner import start_runner
+from tests.support.certs import write_tls_files
 
 
 def test_pooled_api_calls_share_one_connection(api: Api, server: ServerHandle) -> None:
@@ -99,39 +94,12 @@ def test_shutdown_is_not_held_up_by_an_idle_keepalive_connection(keys: Keys) -> 
 
 
 @pytest.fixture
-def tls_files(tmp_path: Path) -> tuple[str, str]:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return str(cert_path), str(key_path)
+def tls_files(tmp_path: Path) -> tuple[Path, Path]:
+    return write_tls_files(tmp_path)
 
 
 @pytest.fixture
-def tls_server(keys: Keys, tls_files: tuple[str, str]) -> Iterator[ServerHandle]:
+def tls_server(keys: Keys, tls_files: tuple[Path, Path]) -> Iterator[ServerHandle]:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(*tls_files)
     handle = serve_in_thread(Simulator(public_keys=public_keys(keys)), ssl_context=context)
@@ -140,10 +108,10 @@ def tls_server(keys: Keys, tls_files: tuple[str, str]) -> Iterator[ServerHandle]
 
 
 def test_tls_connections_are_kept_alive_and_drop_still_works(
-    tls_server: ServerHandle, tls_files: tuple[str, str], keys: Keys
+    tls_server: ServerHandle, tls_files: tuple[Path, Path], keys: Keys
 ) -> None:
     api = Api(tls_server.base_url, keys)
-    api.http.verify = tls_files[0]
+    api.http.verify = str(tls_files[0])
     api.http.trust_env = False  # REQUESTS_CA_BUNDLE would override the session's `verify`
 
     first = api.call("POST", "/checkoutSessions", session_payload(), idempotency_key="t1")

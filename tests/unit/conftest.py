@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from amazonpay import signing
+from amazonpay.client import AmazonPayClient
 
 
 @pytest.fixture(scope="session")
@@ -154,6 +155,22 @@ def session_json(
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
+
+
+@pytest.fixture
+def make_client(private_key: rsa.RSAPrivateKey, clock: FakeClock) -> Callable[..., AmazonPayClient]:
+    def make(**overrides: Any) -> AmazonPayClient:
+        options: dict[str, Any] = {
+            "public_key_id": "AKEYID123",
+            "private_key": private_key,
+            "sleep": clock.sleep,
+            "monotonic": clock.monotonic,
+            "now": clock.now,
+        }
+        options.update(overrides)
+        return AmazonPayClient(**options)
+
+    return make
 
 
 @pytest.fixture

@@ -179,6 +179,17 @@ def returned(handler: ReturnHandler, session_id: str, pending: PendingCheckout) 
     return handler.handle_return([session_id], [pending.reference])
 
 
+def amazon_completes(
+    amazon: responses.RequestsMock, pending: PendingCheckout, **complete: Any
+) -> None:
+    """Amazon shows SESSION_A open for `pending` and answers its Complete with the session
+    completed; `complete` (status=, match=) goes to that Complete route."""
+    amazon.get(get_url(SESSION_A), json=session_json(SESSION_A, pending))
+    amazon.post(
+        complete_url(SESSION_A), json=session_json(SESSION_A, pending, completed=True), **complete
+    )
+
+
 # -- success -------------------------------------------------------------------------------------
 
 
@@ -186,10 +197,9 @@ def test_wallet_setup_completes_with_empty_body_and_stable_key(
     handler: ReturnHandler, store: Store, clock: Clock, amazon: responses.RequestsMock
 ) -> None:
     pending = make_pending(store, clock)
-    amazon.get(get_url(SESSION_A), json=session_json(SESSION_A, pending))
-    amazon.post(
-        complete_url(SESSION_A),
-        json=session_json(SESSION_A, pending, completed=True),
+    amazon_completes(
+        amazon,
+        pending,
         match=[
             matchers.json_params_matcher({}),
             matchers.header_matcher({"x-amz-pay-idempotency-key": idempotency_key_for(SESSION_A)}),
@@ -212,10 +222,9 @@ def test_one_time_completes_with_the_recorded_amount_and_records_the_order(
     handler: ReturnHandler, store: Store, clock: Clock, amazon: responses.RequestsMock
 ) -> None:
     pending = make_pending(store, clock, KIND_ONE_TIME, "33.99")
-    amazon.get(get_url(SESSION_A), json=session_json(SESSION_A, pending))
-    amazon.post(
-        complete_url(SESSION_A),
-        json=session_json(SESSION_A, pending, completed=True),
+    amazon_completes(
+        amazon,
+        pending,
         match=[
             matchers.json_params_matcher(
                 {"chargeAmount": {"amount": "33.99", "currencyCode": "USD"}}
@@ -235,8 +244,7 @@ def test_refresh_after_success_calls_amazon_no_more(
     handler: ReturnHandler, store: Store, clock: Clock, amazon: responses.RequestsMock
 ) -> None:
     pending = make_pending(store, clock)
-    amazon.get(get_url(SESSION_A), json=session_json(SESSION_A, pending))
-    amazon.post(complete_url(SESSION_A), json=session_json(SESSION_A, pending, completed=True))
+    amazon_completes(amazon, pending)
     assert returned(handler, SESSION_A, pending).kind is OutcomeKind.SUCCESS
     calls = len(amazon.calls)
 
@@ -250,8 +258,7 @@ def test_second_session_for_a_paid_checkout_is_never_completed(
     handler: ReturnHandler, store: Store, clock: Clock, amazon: responses.RequestsMock
 ) -> None:
     pending = make_pending(store, clock, KIND_ONE_TIME, "10.00")
-    amazon.get(get_url(SESSION_A), json=session_json(SESSION_A, pending))
-    amazon.post(complete_url(SESSION_A), json=session_json(SESSION_A, pending, completed=True))
+    amazon_completes(amazon, pending)
     assert returned(handler, SESSION_A, pending).kind is OutcomeKind.SUCCESS
 
     outcome = returned(handler, SESSION_B, pending)  # the same cart paid again in a second tab
@@ -406,8 +413,7 @@ def test_hijacked_session_id_is_refused_and_the_owner_can_still_complete(
 ) -> None:
     victim = make_pending(store, clock, buyer="a")
     attacker = make_pending(store, clock, buyer="z")
-    amazon.get(get_url(SESSION_A), json=session_json(SESSION_A, victim))
-    amazon.post(complete_url(SESSION_A), json=session_json(SESSION_A, victim, completed=True))
+    amazon_completes(amazon, victim)
 
     # The attacker replays the victim's session id on the attacker's own return URL.
     outcome = returned(handler, SESSION_A, attacker)
@@ -426,8 +432,7 @@ def test_session_recorded_for_another_checkout_is_refused_without_calling_amazon
 ) -> None:
     victim = make_pending(store, clock, buyer="a")
     attacker = make_pending(store, clock, buyer="z")
-    amazon.get(get_url(SESSION_A), json=session_json(SESSION_A, victim))
-    amazon.post(complete_url(SESSION_A), json=session_json(SESSION_A, victim, completed=True))
+    amazon_completes(amazon, victim)
     assert returned(handler, SESSION_A, victim).kind is OutcomeKind.SUCCESS
     calls = len(amazon.calls)
 
@@ -456,10 +461,7 @@ def test_authorization_pending_then_authorized_on_refresh(
     handler: ReturnHandler, store: Store, clock: Clock, amazon: responses.RequestsMock
 ) -> None:
     pending = make_pending(store, clock, KIND_ONE_TIME, "15.00")
-    amazon.get(get_url(SESSION_A), json=session_json(SESSION_A, pending))
-    amazon.post(
-        complete_url(SESSION_A), status=202, json=session_json(SESSION_A, pending, completed=True)
-    )
+    amazon_completes(amazon, pending, status=202)
     charge_url = f"{API}/charges/S01-1234567-7654321-C000001"
     amazon.get(
         charge_url, json={"chargeId": "x", "statusDetails": {"state": "AuthorizationInitiated"}}
@@ -483,10 +485,7 @@ def test_authorization_pending_then_declined_is_a_failure(
     handler: ReturnHandler, store: Store, clock: Clock, amazon: responses.RequestsMock
 ) -> None:
     pending = make_pending(store, clock, KIND_ONE_TIME, "15.00")
-    amazon.get(get_url(SESSION_A), json=session_json(SESSION_A, pending))
-    amazon.post(
-        complete_url(SESSION_A), status=202, json=session_json(SESSION_A, pending, completed=True)
-    )
+    amazon_completes(amazon, pending, status=202)
     amazon.get(
         f"{API}/charges/S01-1234567-7654321-C000001",
         json={
@@ -595,10 +594,9 @@ def test_an_expired_lease_is_taken_over_with_the_same_idempotency_key(
     store.claim(
         SESSION_A, pending.reference, owner="crashed", now=clock(), lease=timedelta(seconds=5)
     )
-    amazon.get(get_url(SESSION_A), json=session_json(SESSION_A, pending))
-    amazon.post(
-        complete_url(SESSION_A),
-        json=session_json(SESSION_A, pending, completed=True),
+    amazon_completes(
+        amazon,
+        pending,
         match=[
             matchers.header_matcher({"x-amz-pay-idempotency-key": idempotency_key_for(SESSION_A)})
         ],
@@ -840,10 +838,9 @@ def test_reconcile_takes_over_a_crashed_claim_and_completes_with_the_same_key(
         start_processing=True,
     )
     assert (crashed.won, crashed.processing) == (True, True)
-    amazon.get(get_url(SESSION_A), json=session_json(SESSION_A, pending))
-    amazon.post(
-        complete_url(SESSION_A),
-        json=session_json(SESSION_A, pending, completed=True),
+    amazon_completes(
+        amazon,
+        pending,
         match=[
             matchers.header_matcher({"x-amz-pay-idempotency-key": idempotency_key_for(SESSION_A)})
         ],
@@ -882,10 +879,7 @@ def test_reconcile_after_a_202_reads_the_charge_and_records_success(
     handler: ReturnHandler, store: Store, clock: Clock, amazon: responses.RequestsMock
 ) -> None:
     pending = make_pending(store, clock, KIND_ONE_TIME, "15.00")
-    amazon.get(get_url(SESSION_A), json=session_json(SESSION_A, pending))
-    amazon.post(
-        complete_url(SESSION_A), status=202, json=session_json(SESSION_A, pending, completed=True)
-    )
+    amazon_completes(amazon, pending, status=202)
     charge_url = f"{API}/charges/{CHARGE_ID}"
     amazon.get(charge_url, json={"chargeId": CHARGE_ID, "statusDetails": {"state": "Authorized"}})
     assert returned(handler, SESSION_A, pending).kind is OutcomeKind.PENDING
@@ -904,10 +898,7 @@ def test_reconcile_objects_settles_only_the_claims_an_ipn_names(
     handler: ReturnHandler, store: Store, clock: Clock, amazon: responses.RequestsMock
 ) -> None:
     pending = make_pending(store, clock, KIND_ONE_TIME, "15.00")
-    amazon.get(get_url(SESSION_A), json=session_json(SESSION_A, pending))
-    amazon.post(
-        complete_url(SESSION_A), status=202, json=session_json(SESSION_A, pending, completed=True)
-    )
+    amazon_completes(amazon, pending, status=202)
     amazon.get(
         f"{API}/charges/{CHARGE_ID}",
         json={"chargeId": CHARGE_ID, "statusDetails": {"state": "Authorized"}},
@@ -927,8 +918,7 @@ def test_reconcile_with_nothing_undecided_calls_amazon_not_at_all(
     handler: ReturnHandler, store: Store, clock: Clock, amazon: responses.RequestsMock
 ) -> None:
     paid = make_pending(store, clock, buyer="p")
-    amazon.get(get_url(SESSION_A), json=session_json(SESSION_A, paid))
-    amazon.post(complete_url(SESSION_A), json=session_json(SESSION_A, paid, completed=True))
+    amazon_completes(amazon, paid)
     assert returned(handler, SESSION_A, paid).kind is OutcomeKind.SUCCESS
     canceled = make_pending(store, clock, buyer="c")
     amazon.get(

@@ -28,42 +28,16 @@ from amazonpay.models import (
     Price,
     Refund,
 )
+from tests.unit.conftest import session_json
 
 if TYPE_CHECKING:
-    from conftest import FakeAmazon, FakeClock
+    from conftest import FakeAmazon
 
 API = "https://pay-api.amazon.com/sandbox/v2"
 SESSION_ID = "4d1a5e0a-1b2c-4d3e-8f90-123456789abc"
 SIGNED_GET = ["accept", "content-type", "x-amz-pay-date", "x-amz-pay-host", "x-amz-pay-region"]
 SIGNED_POST = sorted([*SIGNED_GET, "x-amz-pay-idempotency-key"])
 USD = Price.of("12.50", "USD")
-
-
-@pytest.fixture
-def make_client(private_key: rsa.RSAPrivateKey, clock: FakeClock) -> Callable[..., AmazonPayClient]:
-    def make(**overrides: Any) -> AmazonPayClient:
-        options: dict[str, Any] = {
-            "public_key_id": "AKEYID123",
-            "private_key": private_key,
-            "sleep": clock.sleep,
-            "monotonic": clock.monotonic,
-            "now": clock.now,
-        }
-        options.update(overrides)
-        return AmazonPayClient(**options)
-
-    return make
-
-
-def _session(**extra: Any) -> dict[str, Any]:
-    data: dict[str, Any] = {
-        "checkoutSessionId": SESSION_ID,
-        "statusDetails": {"state": "Open"},
-        "paymentDetails": {"chargeAmount": {"amount": "12.50", "currencyCode": "USD"}},
-        "merchantMetadata": {"merchantReferenceId": "order-1"},
-    }
-    data.update(extra)
-    return data
 
 
 CHARGE = {"chargeId": "S01-1111111-2222222-C000001", "statusDetails": {"state": "Authorized"}}
@@ -79,7 +53,7 @@ OPERATIONS: list[tuple[str, Callable[[AmazonPayClient], Any], str, str, Any, int
         "/checkoutSessions",
         {"storeId": "amzn1.x", "chargeAmount": {"amount": "12.50", "currencyCode": "USD"}},
         201,
-        _session(),
+        session_json(),
         lambda r: isinstance(r, CheckoutSession) and r.checkout_session_id == SESSION_ID,
     ),
     (
@@ -89,7 +63,7 @@ OPERATIONS: list[tuple[str, Callable[[AmazonPayClient], Any], str, str, Any, int
         f"/checkoutSessions/{SESSION_ID}",
         None,
         200,
-        _session(),
+        session_json(),
         lambda r: (
             r.state == "Open" and r.charge_amount == USD and r.merchant_reference_id == "order-1"
         ),
@@ -101,7 +75,7 @@ OPERATIONS: list[tuple[str, Callable[[AmazonPayClient], Any], str, str, Any, int
         f"/checkoutSessions/{SESSION_ID}",
         {"paymentDetails": {"chargeAmount": {"amount": "12.50", "currencyCode": "USD"}}},
         200,
-        _session(),
+        session_json(),
         lambda r: r.checkout_session_id == SESSION_ID,
     ),
     (
@@ -114,7 +88,7 @@ OPERATIONS: list[tuple[str, Callable[[AmazonPayClient], Any], str, str, Any, int
             "totalOrderAmount": {"amount": "12.50", "currencyCode": "USD"},
         },
         200,
-        _session(statusDetails={"state": "Completed"}, chargeId="C1", chargePermissionId="P1"),
+        session_json(statusDetails={"state": "Completed"}, chargeId="C1", chargePermissionId="P1"),
         lambda r: (
             isinstance(r, CompleteResult)
             and not r.authorization_pending
@@ -129,7 +103,7 @@ OPERATIONS: list[tuple[str, Callable[[AmazonPayClient], Any], str, str, Any, int
         f"/checkoutSessions/{SESSION_ID}/complete",
         {},
         202,
-        _session(statusDetails={"state": "Completed"}),
+        session_json(statusDetails={"state": "Completed"}),
         lambda r: r.authorization_pending,
     ),
     (
@@ -327,7 +301,7 @@ def test_complete_with_idempotency_key_for_session_is_stable(
     fake_amazon: FakeAmazon, make_client: Callable[..., AmazonPayClient]
 ) -> None:
     fake_amazon.route(
-        "POST", f"{API}/checkoutSessions/{SESSION_ID}/complete", (200, _session(), {})
+        "POST", f"{API}/checkoutSessions/{SESSION_ID}/complete", (200, session_json(), {})
     )
     client = make_client()
     for _ in range(2):
@@ -416,7 +390,7 @@ def test_url_building(  # noqa: PLR0917
 ) -> None:
     client = make_client(**options)
     assert client.base_url == url
-    fake_amazon.route("GET", f"{url}/checkoutSessions/{SESSION_ID}", (200, _session(), {}))
+    fake_amazon.route("GET", f"{url}/checkoutSessions/{SESSION_ID}", (200, session_json(), {}))
     client.get_checkout_session(SESSION_ID)
     [sent] = fake_amazon.received
     assert sent.url == f"{url}/checkoutSessions/{SESSION_ID}"
@@ -510,9 +484,9 @@ def test_pem_key_is_parsed_once(
 
     # Patching the third-party boundary (cryptography), not our own code.
     monkeypatch.setattr(serialization, "load_pem_private_key", counting)
-    fake_amazon.route("GET", f"{API}/checkoutSessions/{SESSION_ID}", (200, _session(), {}))
+    fake_amazon.route("GET", f"{API}/checkoutSessions/{SESSION_ID}", (200, session_json(), {}))
     fake_amazon.route(
-        "POST", f"{API}/checkoutSessions/{SESSION_ID}/complete", (200, _session(), {})
+        "POST", f"{API}/checkoutSessions/{SESSION_ID}/complete", (200, session_json(), {})
     )
     client = make_client(private_key=private_pem)
     for _ in range(5):
@@ -585,7 +559,7 @@ def test_public_properties(make_client: Callable[..., AmazonPayClient]) -> None:
 def test_payload_decimal_and_non_ascii_are_signed_as_sent(
     fake_amazon: FakeAmazon, make_client: Callable[..., AmazonPayClient]
 ) -> None:
-    fake_amazon.route("PATCH", f"{API}/checkoutSessions/{SESSION_ID}", (200, _session(), {}))
+    fake_amazon.route("PATCH", f"{API}/checkoutSessions/{SESSION_ID}", (200, session_json(), {}))
     make_client().update_checkout_session(
         SESSION_ID, {"merchantMetadata": {"merchantStoreName": "Café Ü"}, "x": Decimal("1.50")}
     )
@@ -694,7 +668,11 @@ def test_logs_carry_operation_status_and_request_id_but_no_secrets(
         "POST",
         f"{API}/checkoutSessions/{SESSION_ID}/complete",
         (503, {"reasonCode": "ServiceUnavailable"}, {"x-amz-pay-request-id": "rid-a"}),
-        (200, _session(buyer={"email": "buyer@example.com"}), {"x-amz-pay-request-id": "rid-b"}),
+        (
+            200,
+            session_json(buyer={"email": "buyer@example.com"}),
+            {"x-amz-pay-request-id": "rid-b"},
+        ),
     )
     caplog.set_level(logging.DEBUG)
     make_client(private_key=private_pem).complete_checkout_session(SESSION_ID, USD)

@@ -55,22 +55,6 @@ def _reset() -> requests.ConnectionError:
     )
 
 
-@pytest.fixture
-def make_client(private_key: rsa.RSAPrivateKey, clock: FakeClock) -> Callable[..., AmazonPayClient]:
-    def make(**overrides: Any) -> AmazonPayClient:
-        options: dict[str, Any] = {
-            "public_key_id": "AKEYID123",
-            "private_key": private_key,
-            "sleep": clock.sleep,
-            "monotonic": clock.monotonic,
-            "now": clock.now,
-        }
-        options.update(overrides)
-        return AmazonPayClient(**options)
-
-    return make
-
-
 def test_503_503_200_succeeds_on_the_third_attempt_with_jittered_waits(
     fake_amazon: FakeAmazon, make_client: Callable[..., AmazonPayClient], clock: FakeClock
 ) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import json
-import queue
 import subprocess
 import sys
 import threading
@@ -16,17 +15,14 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 import responses
-from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
-from cryptography.x509.oid import NameOID
 
 from amazonpay.client import AmazonPayClient, RetryPolicy
 from amazonpay.errors import AmazonPayError, NotificationError
@@ -45,6 +41,8 @@ from amazonpay.simulator import (
     Simulator,
     serve_in_thread,
 )
+from tests.support.certs import self_signed_certificate
+from tests.support.receiver import IpnReceiver, ipn_receiver
 
 ROOT = Path(__file__).resolve().parents[2]
 NOW = datetime(2026, 11, 29, 10, 0, 0, tzinfo=UTC)
@@ -67,16 +65,8 @@ class Signer:
 
     def __init__(self, *, not_before: datetime = NOW - timedelta(days=1), days: int = 30) -> None:
         self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sns.amazonaws.com")])
-        certificate = (
-            x509.CertificateBuilder()
-            .subject_name(name)
-            .issuer_name(name)
-            .public_key(self.key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(not_before)
-            .not_valid_after(not_before + timedelta(days=days))
-            .sign(self.key, hashes.SHA256())
+        certificate = self_signed_certificate(
+            self.key, "sns.amazonaws.com", not_before, not_before + timedelta(days=days)
         )
         self.pem = certificate.public_bytes(serialization.Encoding.PEM)
 
@@ -611,53 +601,21 @@ def test_the_default_fetcher_wraps_connection_errors() -> None:
 
 # -- against the simulator --------------------------------------------------------------------
 
-Received = tuple[dict[str, str], bytes]
-
 
 @pytest.fixture
-def receiver() -> Iterator[tuple[str, queue.Queue[Received]]]:
+def receiver() -> Iterator[IpnReceiver]:
     """A tiny IPN endpoint on an ephemeral port that keeps the raw bodies it is sent."""
-    inbox: queue.Queue[Received] = queue.Queue()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers["Content-Length"]))
-            inbox.put(({k.lower(): v for k, v in self.headers.items()}, body))
-            self.send_response(200)
-            self.end_headers()
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-    )
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/ipn", inbox
-    server.shutdown()
-    server.server_close()
-
-
-def _collect(inbox: queue.Queue[Received], count: int) -> list[Received]:
-    got: list[Received] = []
-    deadline = time.monotonic() + 10
-    while len(got) < count and time.monotonic() < deadline:
-        try:
-            got.append(inbox.get(timeout=0.1))
-        except queue.Empty:
-            continue
-    return got
+    with ipn_receiver() as ipn:
+        yield ipn
 
 
 def test_notifications_from_the_simulator_verify_with_its_served_certificate(
     private_pem: bytes,
     public_pem: bytes,
-    receiver: tuple[str, queue.Queue[Received]],
+    receiver: IpnReceiver,
 ) -> None:
-    url, inbox = receiver
     key_id = "SANDBOX-NOTIFYTEST0000000000000"
-    handle = serve_in_thread(Simulator(public_keys={key_id: public_pem}, notify_url=url))
+    handle = serve_in_thread(Simulator(public_keys={key_id: public_pem}, notify_url=receiver.url))
     client = AmazonPayClient(
         public_key_id=key_id,
         private_key=private_pem,
@@ -690,7 +648,7 @@ def test_notifications_from_the_simulator_verify_with_its_served_certificate(
         assert played.status_code == 200, played.text
         done = client.complete_checkout_session(sid, Price.of("14.00", "USD")).checkout_session
 
-        received = _collect(inbox, 2)
+        received = receiver.collect(2, timeout=10)
         assert len(received) == 2
         cert_url = handle.base_url + "/_simulator/sns-cert.pem"
         verifier = NotificationVerifier(fetch_certificate, allow_cert_urls={cert_url})
