@@ -1,22 +1,34 @@
 """Typed, frozen views of Amazon Pay API objects: snake_case here, camelCase only at the JSON edge.
 
-`from_json` is tolerant (unknown fields are ignored, missing ones become None) because Amazon adds
-fields over time; the untouched JSON stays available as `raw` for logging and debugging.
+`from_json` is tolerant (unknown fields are ignored, missing ones become None, a state Amazon adds
+later becomes UNKNOWN) because Amazon adds fields over time; the untouched JSON stays as `raw`.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from enum import StrEnum
+from typing import Any, Self
+
+from amazonpay.errors import DeclineCode
 
 JSON = Mapping[str, Any]
+
+_COMPACT_TIMESTAMP = re.compile(r"^\d{8}T\d{6}Z$")
 
 
 def _obj(data: JSON, key: str) -> JSON | None:
     value = data.get(key)
     return value if isinstance(value, Mapping) else None
+
+
+def _objects(data: JSON, key: str) -> list[JSON]:
+    value = data.get(key)
+    return [item for item in value if isinstance(item, Mapping)] if isinstance(value, list) else []
 
 
 def _str(data: JSON, key: str) -> str | None:
@@ -33,6 +45,117 @@ def _bool(data: JSON, key: str) -> bool | None:
     return None
 
 
+def _decimal(value: object) -> Decimal | None:
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        number = Decimal(str(value))
+    except InvalidOperation:
+        return None
+    return number if number.is_finite() else None
+
+
+def _timestamp(data: JSON, key: str) -> datetime | None:
+    """An aware UTC datetime from Amazon's `20200908T221012Z` form (section 4) or ISO 8601."""
+    value = data.get(key)
+    if not isinstance(value, str):
+        return None
+    try:
+        if _COMPACT_TIMESTAMP.match(value):
+            return datetime.strptime(value, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    # Amazon's timestamps are UTC; one without an offset is read as UTC, not as local time.
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+# -- vocabularies ---------------------------------------------------------------------------
+
+
+class _State(StrEnum):
+    """An object state. A StrEnum, so `state == "Open"` still holds for callers using strings."""
+
+    @classmethod
+    def parse(cls, value: str | None) -> Self:
+        """The member for Amazon's string; UNKNOWN for one added later or a missing state."""
+        if value is not None:
+            try:
+                return cls(value)
+            except ValueError:
+                pass
+        return cls("Unknown")
+
+
+class CheckoutSessionState(_State):
+    """Section 4."""
+
+    OPEN = "Open"
+    COMPLETED = "Completed"
+    CANCELED = "Canceled"
+    UNKNOWN = "Unknown"
+
+
+class ChargePermissionState(_State):
+    """Section 5.1."""
+
+    CHARGEABLE = "Chargeable"
+    NON_CHARGEABLE = "NonChargeable"
+    CLOSED = "Closed"
+    UNKNOWN = "Unknown"
+
+
+class ChargeState(_State):
+    """Section 5.1."""
+
+    AUTHORIZATION_INITIATED = "AuthorizationInitiated"
+    AUTHORIZED = "Authorized"
+    CAPTURE_INITIATED = "CaptureInitiated"
+    CAPTURED = "Captured"
+    CANCELED = "Canceled"
+    DECLINED = "Declined"
+    UNKNOWN = "Unknown"
+
+
+class RefundState(_State):
+    """Section 5.1."""
+
+    REFUND_INITIATED = "RefundInitiated"
+    REFUNDED = "Refunded"
+    DECLINED = "Declined"
+    UNKNOWN = "Unknown"
+
+
+class ChargeInitiator(StrEnum):
+    """Who starts a Create Charge and whether it is scheduled (section 6).
+
+    Customer- or merchant-initiated, unscheduled or recurring, in card-network terms: a buyer
+    paying now with a saved wallet is CITU; a charge the shop starts on its own is MITU (MITR
+    when it follows a schedule).
+    """
+
+    CITU = "CITU"
+    MITU = "MITU"
+    CITR = "CITR"
+    MITR = "MITR"
+
+
+class Channel(StrEnum):
+    """Where the buyer is when a charge is made (Create Charge's `channel`, section 6)."""
+
+    WEB = "Web"
+    PHONE = "Phone"
+    APP = "App"
+    ALEXA = "Alexa"
+    POINT_OF_SALE = "PointOfSale"
+    FIRE_TV = "FireTv"
+    OFFLINE = "Offline"
+    AMAZON = "Amazon"
+
+
+# -- parts ----------------------------------------------------------------------------------
+
+
 @dataclass(frozen=True)
 class Price:
     """An amount and its ISO currency. Amazon sends strings or numbers; we keep a Decimal."""
@@ -46,12 +169,10 @@ class Price:
 
     @classmethod
     def from_json(cls, data: JSON | None) -> Price | None:
-        if not data or data.get("amount") is None or not data.get("currencyCode"):
+        if not data or not data.get("currencyCode"):
             return None
-        try:
-            return cls(Decimal(str(data["amount"])), str(data["currencyCode"]))
-        except InvalidOperation:
-            return None
+        amount = _decimal(data.get("amount"))
+        return None if amount is None else cls(amount, str(data["currencyCode"]))
 
     def to_json(self) -> dict[str, str]:
         return {
@@ -61,20 +182,35 @@ class Price:
 
 
 @dataclass(frozen=True)
+class StatusReason:
+    """One entry of `statusDetails.reasons`: a Charge Permission can be held back by several."""
+
+    reason_code: str | None
+    reason_description: str | None = None
+
+
+@dataclass(frozen=True)
 class StatusDetails:
-    state: str
+    """`statusDetails` as sent; each model turns `state_raw` into its own state enum."""
+
+    state_raw: str
     reason_code: str | None = None
     reason_description: str | None = None
-    last_updated_timestamp: str | None = None
+    last_updated_timestamp: datetime | None = None
+    reasons: tuple[StatusReason, ...] = ()
 
     @classmethod
     def from_json(cls, data: JSON | None) -> StatusDetails:
         data = data or {}
         return cls(
-            state=_str(data, "state") or "",
+            state_raw=_str(data, "state") or "",
             reason_code=_str(data, "reasonCode"),
             reason_description=_str(data, "reasonDescription"),
-            last_updated_timestamp=_str(data, "lastUpdatedTimestamp"),
+            last_updated_timestamp=_timestamp(data, "lastUpdatedTimestamp"),
+            reasons=tuple(
+                StatusReason(_str(r, "reasonCode"), _str(r, "reasonDescription"))
+                for r in _objects(data, "reasons")
+            ),
         )
 
 
@@ -144,12 +280,42 @@ class Buyer:
     buyer_id: str | None = None
     name: str | None = None
     email: str | None = None
+    phone_number: str | None = None
 
     @classmethod
     def from_json(cls, data: JSON | None) -> Buyer | None:
         if data is None:
             return None
-        return cls(_str(data, "buyerId"), _str(data, "name"), _str(data, "email"))
+        return cls(
+            buyer_id=_str(data, "buyerId"),
+            name=_str(data, "name"),
+            email=_str(data, "email"),
+            phone_number=_str(data, "phoneNumber"),
+        )
+
+
+@dataclass(frozen=True)
+class Limits:
+    """A Charge Permission's `limits`: the most it may ever charge and what is left of that."""
+
+    amount_limit: Price | None = None
+    amount_balance: Price | None = None
+
+    @classmethod
+    def from_json(cls, data: JSON | None) -> Limits | None:
+        if data is None:
+            return None
+        return cls(
+            amount_limit=Price.from_json(_obj(data, "amountLimit")),
+            amount_balance=Price.from_json(_obj(data, "amountBalance")),
+        )
+
+
+def _reference_id(metadata: MerchantMetadata | None) -> str | None:
+    return metadata.merchant_reference_id if metadata else None
+
+
+# -- objects --------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -165,18 +331,27 @@ class CheckoutSession:
     merchant_metadata: MerchantMetadata | None = None
     setup_only: bool | None = None
     buyer: Buyer | None = None
-    creation_timestamp: str | None = None
-    expiration_timestamp: str | None = None
+    creation_timestamp: datetime | None = None
+    expiration_timestamp: datetime | None = None
     release_environment: str | None = None
     raw: JSON = field(default_factory=dict, repr=False, compare=False)
 
     @property
-    def state(self) -> str:
-        return self.status_details.state
+    def state(self) -> CheckoutSessionState:
+        return CheckoutSessionState.parse(self.status_details.state_raw)
+
+    @property
+    def state_raw(self) -> str:
+        """The state exactly as Amazon sent it ("" when it sent none)."""
+        return self.status_details.state_raw
+
+    @property
+    def reason_code(self) -> str | None:
+        return self.status_details.reason_code
 
     @property
     def merchant_reference_id(self) -> str | None:
-        return self.merchant_metadata.merchant_reference_id if self.merchant_metadata else None
+        return _reference_id(self.merchant_metadata)
 
     @property
     def charge_amount(self) -> Price | None:
@@ -197,8 +372,8 @@ class CheckoutSession:
             merchant_metadata=MerchantMetadata.from_json(_obj(data, "merchantMetadata")),
             setup_only=_bool(pmof, "setupOnly"),
             buyer=Buyer.from_json(_obj(data, "buyer")),
-            creation_timestamp=_str(data, "creationTimestamp"),
-            expiration_timestamp=_str(data, "expirationTimestamp"),
+            creation_timestamp=_timestamp(data, "creationTimestamp"),
+            expiration_timestamp=_timestamp(data, "expirationTimestamp"),
             release_environment=_str(data, "releaseEnvironment"),
             raw=data,
         )
@@ -214,30 +389,55 @@ class CompleteResult:
 
 @dataclass(frozen=True)
 class ChargePermission:
+    """The buyer's consent to be charged; for `PaymentMethodOnFile` the saved wallet (section 6)."""
+
     charge_permission_id: str
     status_details: StatusDetails
     charge_permission_type: str | None = None
+    payment_descriptor: str | None = None
+    limits: Limits | None = None
     buyer: Buyer | None = None
     merchant_metadata: MerchantMetadata | None = None
-    creation_timestamp: str | None = None
-    expiration_timestamp: str | None = None
+    creation_timestamp: datetime | None = None
+    expiration_timestamp: datetime | None = None
     release_environment: str | None = None
     raw: JSON = field(default_factory=dict, repr=False, compare=False)
 
     @property
-    def state(self) -> str:
-        return self.status_details.state
+    def state(self) -> ChargePermissionState:
+        return ChargePermissionState.parse(self.status_details.state_raw)
+
+    @property
+    def state_raw(self) -> str:
+        return self.status_details.state_raw
+
+    @property
+    def reason_code(self) -> str | None:
+        return self.status_details.reason_code
+
+    @property
+    def reasons(self) -> tuple[StatusReason, ...]:
+        """Why a NonChargeable permission cannot be charged; may name several (section 6)."""
+        return self.status_details.reasons
+
+    @property
+    def merchant_reference_id(self) -> str | None:
+        return _reference_id(self.merchant_metadata)
 
     @classmethod
     def from_json(cls, data: JSON) -> ChargePermission:
+        # The wallet's label for the buyer ("Visa ****1111"): the first preference that has one.
+        descriptors = [_str(p, "paymentDescriptor") for p in _objects(data, "paymentPreferences")]
         return cls(
             charge_permission_id=_str(data, "chargePermissionId") or "",
             status_details=StatusDetails.from_json(_obj(data, "statusDetails")),
             charge_permission_type=_str(data, "chargePermissionType"),
+            payment_descriptor=next((d for d in descriptors if d), None),
+            limits=Limits.from_json(_obj(data, "limits")),
             buyer=Buyer.from_json(_obj(data, "buyer")),
             merchant_metadata=MerchantMetadata.from_json(_obj(data, "merchantMetadata")),
-            creation_timestamp=_str(data, "creationTimestamp"),
-            expiration_timestamp=_str(data, "expirationTimestamp"),
+            creation_timestamp=_timestamp(data, "creationTimestamp"),
+            expiration_timestamp=_timestamp(data, "expirationTimestamp"),
             release_environment=_str(data, "releaseEnvironment"),
             raw=data,
         )
@@ -251,14 +451,37 @@ class Charge:
     charge_amount: Price | None = None
     capture_amount: Price | None = None
     refunded_amount: Price | None = None
-    creation_timestamp: str | None = None
-    expiration_timestamp: str | None = None
+    converted_amount: Price | None = None
+    conversion_rate: Decimal | None = None
+    soft_descriptor: str | None = None
+    merchant_metadata: MerchantMetadata | None = None
+    creation_timestamp: datetime | None = None
+    expiration_timestamp: datetime | None = None
     release_environment: str | None = None
     raw: JSON = field(default_factory=dict, repr=False, compare=False)
 
     @property
-    def state(self) -> str:
-        return self.status_details.state
+    def state(self) -> ChargeState:
+        return ChargeState.parse(self.status_details.state_raw)
+
+    @property
+    def state_raw(self) -> str:
+        return self.status_details.state_raw
+
+    @property
+    def reason_code(self) -> str | None:
+        return self.status_details.reason_code
+
+    @property
+    def decline_code(self) -> DeclineCode | None:
+        """Why a Declined charge was declined (a pending authorization can end so)."""
+        if self.state is not ChargeState.DECLINED:
+            return None
+        return DeclineCode.parse(self.status_details.reason_code)
+
+    @property
+    def merchant_reference_id(self) -> str | None:
+        return _reference_id(self.merchant_metadata)
 
     @classmethod
     def from_json(cls, data: JSON) -> Charge:
@@ -269,8 +492,12 @@ class Charge:
             charge_amount=Price.from_json(_obj(data, "chargeAmount")),
             capture_amount=Price.from_json(_obj(data, "captureAmount")),
             refunded_amount=Price.from_json(_obj(data, "refundedAmount")),
-            creation_timestamp=_str(data, "creationTimestamp"),
-            expiration_timestamp=_str(data, "expirationTimestamp"),
+            converted_amount=Price.from_json(_obj(data, "convertedAmount")),
+            conversion_rate=_decimal(data.get("conversionRate")),
+            soft_descriptor=_str(data, "softDescriptor"),
+            merchant_metadata=MerchantMetadata.from_json(_obj(data, "merchantMetadata")),
+            creation_timestamp=_timestamp(data, "creationTimestamp"),
+            expiration_timestamp=_timestamp(data, "expirationTimestamp"),
             release_environment=_str(data, "releaseEnvironment"),
             raw=data,
         )
@@ -282,13 +509,27 @@ class Refund:
     status_details: StatusDetails
     charge_id: str | None = None
     refund_amount: Price | None = None
-    creation_timestamp: str | None = None
+    soft_descriptor: str | None = None
+    creation_timestamp: datetime | None = None
     release_environment: str | None = None
     raw: JSON = field(default_factory=dict, repr=False, compare=False)
 
     @property
-    def state(self) -> str:
-        return self.status_details.state
+    def state(self) -> RefundState:
+        return RefundState.parse(self.status_details.state_raw)
+
+    @property
+    def state_raw(self) -> str:
+        return self.status_details.state_raw
+
+    @property
+    def reason_code(self) -> str | None:
+        return self.status_details.reason_code
+
+    @property
+    def last_updated_timestamp(self) -> datetime | None:
+        """When the state last changed, e.g. when RefundInitiated became Refunded."""
+        return self.status_details.last_updated_timestamp
 
     @classmethod
     def from_json(cls, data: JSON) -> Refund:
@@ -297,7 +538,8 @@ class Refund:
             status_details=StatusDetails.from_json(_obj(data, "statusDetails")),
             charge_id=_str(data, "chargeId"),
             refund_amount=Price.from_json(_obj(data, "refundAmount")),
-            creation_timestamp=_str(data, "creationTimestamp"),
+            soft_descriptor=_str(data, "softDescriptor"),
+            creation_timestamp=_timestamp(data, "creationTimestamp"),
             release_environment=_str(data, "releaseEnvironment"),
             raw=data,
         )
