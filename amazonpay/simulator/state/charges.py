@@ -1,0 +1,250 @@
+"""The Charge state machine: AuthorizationInitiated -> Authorized -> Captured, or Declined /
+Canceled (docs/amazon-pay-api.md sections 4, 5.1, 5.3 and 11)."""
+
+from __future__ import annotations
+
+import copy
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from amazonpay.simulator.state.core import (
+    Core,
+    JSONObject,
+    SimulatorError,
+    amz_timestamp,
+    find,
+    object_body,
+    parse_price,
+    price_json,
+    same_price,
+    unique_id,
+)
+from amazonpay.simulator.state.permissions import Permissions
+
+PENDING_AUTHORIZATION_DELAY = timedelta(seconds=30)  # section 11: 0701 authorizes after ~30 s
+AUTHORIZATION_LIFETIME = timedelta(days=30)  # section 5.1: an authorized Charge expires in 30 days
+
+
+@dataclass
+class ChargeRecord:
+    body: JSONObject
+    environment: str
+    authorize_at: datetime | None = None
+    capture_on_authorize: bool = False
+    authorized_at: datetime | None = None
+
+
+class Charges:
+    """Charges by id, and which charges each Charge Permission has."""
+
+    def __init__(self, core: Core, permissions: Permissions) -> None:
+        self._core = core
+        self._permissions = permissions
+        self.records: dict[str, ChargeRecord] = {}
+        self.by_permission: dict[str, list[str]] = {}
+
+    def find(self, env: str, charge_id: str) -> JSONObject:
+        return find(self.records, env, charge_id).body
+
+    def tick(self) -> None:
+        now = self._core.now()
+        for charge_id, record in self.records.items():
+            charge = record.body
+            state = charge["statusDetails"]["state"]
+            if (
+                state == "AuthorizationInitiated"
+                and record.authorize_at
+                and now >= record.authorize_at
+            ):
+                self._authorize(charge_id)
+            elif (
+                state == "Authorized"
+                and record.authorized_at
+                and now >= record.authorized_at + AUTHORIZATION_LIFETIME
+            ):
+                charge["statusDetails"] = self._core.status("Canceled", "ExpiredUnused")
+                self._core.emit("CHARGE", charge_id, charge["chargePermissionId"])
+
+    def new(
+        self,
+        env: str,
+        permission_id: str,
+        amount: Decimal,
+        currency: str,
+        *,
+        capture: bool,
+        pending: bool,
+        merchant_metadata: Any = None,
+        soft_descriptor: Any = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> str:
+        """A Charge on `permission_id`, authorized now or later (when `pending`)."""
+        charge_id = unique_id(
+            lambda: f"{permission_id}-C{secrets.randbelow(10**6):06d}", self.records
+        )
+        now = self._core.now()
+        charge: JSONObject = {
+            "chargeId": charge_id,
+            "chargePermissionId": permission_id,
+            "chargeAmount": price_json(amount, currency),
+            "captureAmount": None,
+            "refundedAmount": None,
+            "convertedAmount": None,
+            "conversionRate": None,
+            "softDescriptor": soft_descriptor,
+            "merchantMetadata": copy.deepcopy(merchant_metadata),
+            "providerMetadata": {"providerReferenceId": None},
+            "statusDetails": self._core.status("AuthorizationInitiated"),
+            "creationTimestamp": amz_timestamp(now),
+            "expirationTimestamp": amz_timestamp(now + AUTHORIZATION_LIFETIME),
+            "releaseEnvironment": env,
+            "channel": None,
+            "chargeInitiator": None,
+            "platformId": None,
+            "webCheckoutDetails": None,
+        }
+        if extra:
+            charge.update({k: copy.deepcopy(v) for k, v in extra.items() if k in charge})
+        record = ChargeRecord(body=charge, environment=env, capture_on_authorize=capture)
+        self.records[charge_id] = record
+        self.by_permission.setdefault(permission_id, []).append(charge_id)
+        if pending:
+            record.authorize_at = now + PENDING_AUTHORIZATION_DELAY
+            self._core.emit("CHARGE", charge_id, permission_id)
+        else:
+            self._authorize(charge_id)
+        return charge_id
+
+    def _authorize(self, charge_id: str) -> None:
+        record = self.records[charge_id]
+        charge = record.body
+        record.authorize_at = None
+        record.authorized_at = self._core.now()
+        if record.capture_on_authorize:
+            self._capture(charge, charge["chargeAmount"])
+        else:
+            charge["statusDetails"] = self._core.status("Authorized")
+        self._core.emit("CHARGE", charge_id, charge["chargePermissionId"])
+
+    def _capture(self, charge: JSONObject, amount: JSONObject) -> None:
+        charge["captureAmount"] = copy.deepcopy(amount)
+        charge["refundedAmount"] = {"amount": "0.00", "currencyCode": amount["currencyCode"]}
+        charge["statusDetails"] = self._core.status("Captured")
+
+    def create(self, env: str, body: Any, *, simulation: str | None = None) -> JSONObject:
+        """Create Charge (section 6) on a Chargeable permission; 201 with the Charge."""
+        request = object_body(body)
+        permission_id = request.get("chargePermissionId")
+        if not isinstance(permission_id, str):
+            raise SimulatorError(
+                400, "MissingParameterValue", "chargePermissionId is a required parameter"
+            )
+        permission = self._permissions.find(env, permission_id)
+        if request.get("chargeAmount") is None:
+            raise SimulatorError(
+                400, "MissingParameterValue", "chargeAmount is a required parameter"
+            )
+        amount, currency = parse_price(request["chargeAmount"], "chargeAmount")
+        if permission["statusDetails"]["state"] != "Chargeable":
+            raise SimulatorError(
+                422,
+                "InvalidChargePermissionStatus",
+                f"The Charge Permission is {permission['statusDetails']['state']}",
+            )
+        if simulation is not None:
+            # Section 11 / 5.3: Create Charge decline codes, answered as errors.
+            raise SimulatorError(400, simulation, f"Simulated {simulation} for this Charge")
+        charge_id = self.new(
+            env,
+            permission_id,
+            amount,
+            currency,
+            capture=request.get("captureNow") is True,
+            pending=False,
+            merchant_metadata=request.get("merchantMetadata"),
+            soft_descriptor=request.get("softDescriptor"),
+            extra={
+                k: request.get(k)
+                for k in ("channel", "chargeInitiator", "platformId", "providerMetadata")
+                if request.get(k) is not None
+            },
+        )
+        return copy.deepcopy(self.records[charge_id].body)
+
+    def get(self, env: str, charge_id: str) -> JSONObject:
+        return copy.deepcopy(self.find(env, charge_id))
+
+    def capture(self, env: str, charge_id: str, body: Any) -> JSONObject:
+        charge = self.find(env, charge_id)
+        request = object_body(body)
+        if request.get("captureAmount") is None:
+            raise SimulatorError(
+                400, "MissingParameterValue", "captureAmount is a required parameter"
+            )
+        amount, currency = parse_price(request["captureAmount"], "captureAmount")
+        state = charge["statusDetails"]["state"]
+        if state == "Captured" and same_price(
+            request["captureAmount"], charge["captureAmount"], "captureAmount"
+        ):
+            return copy.deepcopy(charge)
+        if state != "Authorized":
+            raise SimulatorError(422, "InvalidChargeStatus", f"You cannot capture a {state} Charge")
+        authorized, authorized_currency = parse_price(charge["chargeAmount"], "chargeAmount")
+        if currency != authorized_currency:
+            raise SimulatorError(400, "CurrencyMismatch", "captureAmount currency differs")
+        if amount > authorized:
+            raise SimulatorError(
+                400, "TransactionAmountExceeded", "captureAmount exceeds the authorized amount"
+            )
+        if request.get("softDescriptor") is not None:
+            charge["softDescriptor"] = request["softDescriptor"]
+        self._capture(charge, price_json(amount, currency))
+        self._core.emit("CHARGE", charge_id, charge["chargePermissionId"])
+        return copy.deepcopy(charge)
+
+    def cancel(self, env: str, charge_id: str, body: Any) -> JSONObject:
+        record = find(self.records, env, charge_id)
+        charge = record.body
+        request = object_body(body)
+        reason = request.get("cancellationReason")
+        state = charge["statusDetails"]["state"]
+        if state == "Canceled":
+            return copy.deepcopy(charge)
+        if state not in ("AuthorizationInitiated", "Authorized"):
+            raise SimulatorError(422, "InvalidChargeStatus", f"You cannot cancel a {state} Charge")
+        charge["statusDetails"] = self._core.status("Canceled", "MerchantCanceled")
+        charge["statusDetails"]["reasonDescription"] = reason if isinstance(reason, str) else None
+        record.authorize_at = None
+        self._core.emit("CHARGE", charge_id, charge["chargePermissionId"])
+        return copy.deepcopy(charge)
+
+    def cancel_pending(self, permission_id: str) -> None:
+        """Close Charge Permission with `cancelPendingCharges: true` (section 6)."""
+        for charge_id in self.by_permission.get(permission_id, []):
+            charge = self.records[charge_id].body
+            if charge["statusDetails"]["state"] in ("AuthorizationInitiated", "Authorized"):
+                charge["statusDetails"] = self._core.status("Canceled", "ChargePermissionCanceled")
+                self._core.emit("CHARGE", charge_id, permission_id)
+
+    def set_outcome(self, charge_id: str, outcome: str) -> JSONObject:
+        """Control API: settle a pending authorization now (Authorized / SoftDeclined / ...)."""
+        record = self.records.get(charge_id)
+        if record is None:
+            raise SimulatorError(404, "ResourceNotFound", f"{charge_id} not found")
+        charge = record.body
+        if charge["statusDetails"]["state"] != "AuthorizationInitiated":
+            raise SimulatorError(422, "InvalidChargeStatus", "The Charge is not pending")
+        if outcome == "Authorized":
+            self._authorize(charge_id)
+        elif outcome in ("SoftDeclined", "HardDeclined", "Declined"):
+            reason = "HardDeclined" if outcome == "Declined" else outcome
+            charge["statusDetails"] = self._core.status("Declined", reason)
+            record.authorize_at = None
+            self._core.emit("CHARGE", charge_id, charge["chargePermissionId"])
+        else:
+            raise SimulatorError(400, "InvalidParameterValue", f"unknown outcome {outcome!r}")
+        return copy.deepcopy(charge)
