@@ -17,12 +17,13 @@ import random
 import re
 import time
 import uuid
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from types import TracebackType
-from typing import Any, Protocol
+from typing import Any, Protocol, overload
 from urllib.parse import quote, urlsplit
 
 import requests
@@ -41,7 +42,9 @@ from amazonpay.errors import (
     error_class,
 )
 from amazonpay.models import (
+    Channel,
     Charge,
+    ChargeInitiator,
     ChargePermission,
     CheckoutSession,
     CompleteResult,
@@ -502,6 +505,10 @@ class AmazonPayClient:
     def close_charge_permission(
         self, charge_permission_id: str, closure_reason: str, cancel_pending_charges: bool = False
     ) -> ChargePermission:
+        """Close a Charge Permission for good, e.g. remove a saved wallet (section 6).
+
+        Pending charges are canceled only with `cancel_pending_charges=True`.
+        """
         path = f"/chargePermissions/{_path_id(charge_permission_id, 'charge_permission_id')}/close"
         body = {"closureReason": closure_reason, "cancelPendingCharges": cancel_pending_charges}
         data, _ = self._call("close_charge_permission", "DELETE", path, body)
@@ -509,7 +516,77 @@ class AmazonPayClient:
 
     # -- Charge ---------------------------------------------------------------------------
 
+    @overload
     def create_charge(
+        self,
+        charge_permission_id: str,
+        charge_amount: Price,
+        *,
+        capture_now: bool,
+        can_handle_pending_authorization: bool,
+        charge_initiator: ChargeInitiator,
+        channel: Channel,
+        merchant_reference_id: str | None,
+        idempotency_key: str,
+        soft_descriptor: str | None = None,
+    ) -> Charge: ...
+
+    @overload
+    def create_charge(
+        self, charge_permission_id: Mapping[str, Any], *, idempotency_key: str | None = None
+    ) -> Charge: ...
+
+    def create_charge(self, *args: Any, **kwargs: Any) -> Charge:
+        """Charge a Charge Permission, e.g. a saved wallet (sections 5.1 and 6).
+
+        The idempotency key must come from the caller's own reference, so every replay of the
+        same order sends the same request (section 7). A decline raises DeclinedError; a
+        permission that is not Chargeable raises InvalidChargePermissionStatus.
+
+        The raw-payload form `create_charge(payload, idempotency_key=None)` is deprecated and
+        kept only until its last caller (tests/simulator/test_with_client.py) moves.
+        """
+        if args and isinstance(args[0], Mapping):
+            warnings.warn(
+                "create_charge(payload) is deprecated; pass the typed arguments",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            return self._create_charge_from_payload(*args, **kwargs)
+        return self._create_charge(*args, **kwargs)
+
+    def _create_charge(
+        self,
+        charge_permission_id: str,
+        charge_amount: Price,
+        *,
+        capture_now: bool,
+        can_handle_pending_authorization: bool,
+        charge_initiator: ChargeInitiator,
+        channel: Channel,
+        merchant_reference_id: str | None,
+        idempotency_key: str,
+        soft_descriptor: str | None = None,
+    ) -> Charge:
+        # Required, never generated here: only a key from the caller's reference makes a replay
+        # after a crash or a second submit return the first charge instead of a new one.
+        validate_idempotency_key(idempotency_key)
+        body: dict[str, Any] = {
+            "chargePermissionId": charge_permission_id,
+            "chargeAmount": charge_amount.to_json(),
+            "captureNow": capture_now,
+            "canHandlePendingAuthorization": can_handle_pending_authorization,
+            "chargeInitiator": ChargeInitiator(charge_initiator).value,
+            "channel": Channel(channel).value,
+        }
+        if merchant_reference_id is not None:
+            body["merchantMetadata"] = {"merchantReferenceId": merchant_reference_id}
+        if soft_descriptor is not None:
+            body["softDescriptor"] = soft_descriptor
+        data, _ = self._call("create_charge", "POST", "/charges", body, idempotency_key)
+        return Charge.from_json(data)
+
+    def _create_charge_from_payload(
         self, payload: Mapping[str, Any], *, idempotency_key: str | None = None
     ) -> Charge:
         data, _ = self._call("create_charge", "POST", "/charges", payload, idempotency_key)
@@ -527,6 +604,13 @@ class AmazonPayClient:
         *,
         idempotency_key: str | None = None,
     ) -> Charge:
+        """Capture an Authorized charge, all or part of it (section 5.1).
+
+        Pass the idempotency key derived from your own reference (section 7); omitting it is
+        deprecated (see _required_key). A Charge in another state raises InvalidChargeStatus,
+        an amount over the authorization TransactionAmountExceeded.
+        """
+        idempotency_key = _required_key("capture_charge", idempotency_key)
         body: dict[str, Any] = {"captureAmount": capture_amount.to_json()}
         if soft_descriptor is not None:
             body["softDescriptor"] = soft_descriptor
@@ -535,6 +619,7 @@ class AmazonPayClient:
         return Charge.from_json(data)
 
     def cancel_charge(self, charge_id: str, cancellation_reason: str) -> Charge:
+        """Cancel a charge that is not captured yet; a DELETE, so no idempotency key (section 7)."""
         path = f"/charges/{_path_id(charge_id, 'charge_id')}/cancel"
         body = {"cancellationReason": cancellation_reason}
         data, _ = self._call("cancel_charge", "DELETE", path, body)
@@ -550,6 +635,13 @@ class AmazonPayClient:
         *,
         idempotency_key: str | None = None,
     ) -> Refund:
+        """Refund all or part of a Captured charge (section 5.1).
+
+        Pass the idempotency key derived from your own reference (section 7); omitting it is
+        deprecated (see _required_key). More than is left to refund raises
+        TransactionAmountExceeded, a charge that is not Captured InvalidChargeStatus.
+        """
+        idempotency_key = _required_key("create_refund", idempotency_key)
         body: dict[str, Any] = {"chargeId": charge_id, "refundAmount": refund_amount.to_json()}
         if soft_descriptor is not None:
             body["softDescriptor"] = soft_descriptor
@@ -731,6 +823,23 @@ class AmazonPayClient:
         if elapsed + delay > policy.max_total:
             return None
         return delay
+
+
+def _required_key(operation: str, idempotency_key: str | None) -> str:
+    """The caller's key for a money-moving POST; a fresh one, with a warning, when it is missing.
+
+    A random key still makes this call's own retries safe, but not a replay after a crash or a
+    second submit: that needs a key derived from the caller's reference (section 7). The
+    keyless form is kept only until its last caller (tests/simulator/test_with_client.py) moves.
+    """
+    if idempotency_key is not None:
+        return idempotency_key
+    warnings.warn(
+        f"{operation} without an idempotency key is deprecated; derive one from your reference",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+    return uuid.uuid4().hex
 
 
 def _json_object(response: requests.Response, request_id: str | None) -> Mapping[str, Any]:

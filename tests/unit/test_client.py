@@ -21,12 +21,17 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from amazonpay import errors, signing
 from amazonpay.client import AmazonPayClient, RetryPolicy, checkout_js_url, idempotency_key_for
 from amazonpay.models import (
+    Channel,
     Charge,
+    ChargeInitiator,
     ChargePermission,
+    ChargePermissionState,
+    ChargeState,
     CheckoutSession,
     CompleteResult,
     Price,
     Refund,
+    RefundState,
 )
 from tests.unit.conftest import session_json
 
@@ -38,6 +43,7 @@ SESSION_ID = "4d1a5e0a-1b2c-4d3e-8f90-123456789abc"
 SIGNED_GET = ["accept", "content-type", "x-amz-pay-date", "x-amz-pay-host", "x-amz-pay-region"]
 SIGNED_POST = sorted([*SIGNED_GET, "x-amz-pay-idempotency-key"])
 USD = Price.of("12.50", "USD")
+KEY = idempotency_key_for("order-42")  # a caller's key: 32 hex digits derived from its reference
 
 
 CHARGE = {"chargeId": "S01-1111111-2222222-C000001", "statusDetails": {"state": "Authorized"}}
@@ -114,7 +120,7 @@ OPERATIONS: list[tuple[str, Callable[[AmazonPayClient], Any], str, str, Any, int
         None,
         200,
         PERMISSION,
-        lambda r: isinstance(r, ChargePermission) and r.state == "Chargeable",
+        lambda r: isinstance(r, ChargePermission) and r.state is ChargePermissionState.CHARGEABLE,
     ),
     (
         "update_charge_permission",
@@ -136,12 +142,20 @@ OPERATIONS: list[tuple[str, Callable[[AmazonPayClient], Any], str, str, Any, int
         {"closureReason": "No more orders", "cancelPendingCharges": True},
         200,
         {**PERMISSION, "statusDetails": {"state": "Closed"}},
-        lambda r: r.state == "Closed",
+        lambda r: r.state is ChargePermissionState.CLOSED,
     ),
     (
         "create_charge",
         lambda c: c.create_charge(
-            {"chargePermissionId": "S01-1111111-2222222", "chargeAmount": USD, "captureNow": True}
+            "S01-1111111-2222222",
+            USD,
+            capture_now=True,
+            can_handle_pending_authorization=True,
+            charge_initiator=ChargeInitiator.CITU,
+            channel=Channel.WEB,
+            merchant_reference_id="order-42",
+            idempotency_key=KEY,
+            soft_descriptor="SHOP",
         ),
         "POST",
         "/charges",
@@ -149,10 +163,15 @@ OPERATIONS: list[tuple[str, Callable[[AmazonPayClient], Any], str, str, Any, int
             "chargePermissionId": "S01-1111111-2222222",
             "chargeAmount": {"amount": "12.50", "currencyCode": "USD"},
             "captureNow": True,
+            "canHandlePendingAuthorization": True,
+            "chargeInitiator": "CITU",
+            "channel": "Web",
+            "merchantMetadata": {"merchantReferenceId": "order-42"},
+            "softDescriptor": "SHOP",
         },
         201,
         CHARGE,
-        lambda r: isinstance(r, Charge) and r.state == "Authorized",
+        lambda r: isinstance(r, Charge) and r.state is ChargeState.AUTHORIZED,
     ),
     (
         "get_charge",
@@ -166,13 +185,13 @@ OPERATIONS: list[tuple[str, Callable[[AmazonPayClient], Any], str, str, Any, int
     ),
     (
         "capture_charge",
-        lambda c: c.capture_charge("C1", Price.of("5", "EUR"), "SHOP"),
+        lambda c: c.capture_charge("C1", Price.of("5", "EUR"), "SHOP", idempotency_key=KEY),
         "POST",
         "/charges/C1/capture",
         {"captureAmount": {"amount": "5.00", "currencyCode": "EUR"}, "softDescriptor": "SHOP"},
         200,
         {**CHARGE, "statusDetails": {"state": "Captured"}},
-        lambda r: r.state == "Captured",
+        lambda r: r.state is ChargeState.CAPTURED,
     ),
     (
         "cancel_charge",
@@ -182,17 +201,17 @@ OPERATIONS: list[tuple[str, Callable[[AmazonPayClient], Any], str, str, Any, int
         {"cancellationReason": "Out of stock"},
         200,
         {**CHARGE, "statusDetails": {"state": "Canceled"}},
-        lambda r: r.state == "Canceled",
+        lambda r: r.state is ChargeState.CANCELED,
     ),
     (
         "create_refund",
-        lambda c: c.create_refund("C1", Price.of(1000, "JPY")),
+        lambda c: c.create_refund("C1", Price.of(1000, "JPY"), idempotency_key=KEY),
         "POST",
         "/refunds",
         {"chargeId": "C1", "refundAmount": {"amount": "1000", "currencyCode": "JPY"}},
         201,
         REFUND,
-        lambda r: isinstance(r, Refund) and r.state == "RefundInitiated",
+        lambda r: isinstance(r, Refund) and r.state is RefundState.REFUND_INITIATED,
     ),
     (
         "get_refund",
@@ -244,7 +263,7 @@ def test_operation_sends_a_signed_request_and_returns_the_model(  # noqa: PLR091
     if method == "POST":
         assert list(sent.authorization.signed_headers) == SIGNED_POST
         assert len(headers["x-amz-pay-idempotency-key"]) == 32
-        int(headers["x-amz-pay-idempotency-key"], 16)  # uuid4 hex
+        int(headers["x-amz-pay-idempotency-key"], 16)  # uuid4 hex, or the caller's KEY
     else:
         assert list(sent.authorization.signed_headers) == SIGNED_GET
         assert "x-amz-pay-idempotency-key" not in headers
@@ -255,11 +274,11 @@ def test_operation_sends_a_signed_request_and_returns_the_model(  # noqa: PLR091
 def test_posts_get_fresh_keys_unless_given(
     fake_amazon: FakeAmazon, make_client: Callable[..., AmazonPayClient]
 ) -> None:
-    fake_amazon.route("POST", API + "/charges", (201, CHARGE, {}))
+    fake_amazon.route("POST", API + "/checkoutSessions", (201, session_json(), {}))
     client = make_client()
-    client.create_charge({"chargePermissionId": "P"})
-    client.create_charge({"chargePermissionId": "P"})
-    client.create_charge({"chargePermissionId": "P"}, idempotency_key="order-42_try-1")
+    client.create_checkout_session({"storeId": "amzn1.x"})
+    client.create_checkout_session({"storeId": "amzn1.x"})
+    client.create_checkout_session({"storeId": "amzn1.x"}, idempotency_key="order-42_try-1")
     keys = [r.headers["x-amz-pay-idempotency-key"] for r in fake_amazon.received]
     assert keys[0] != keys[1]
     assert keys[2] == "order-42_try-1"
@@ -327,6 +346,313 @@ def test_ids_are_escaped_into_one_path_segment(
     fake_amazon.route("GET", API + "/charges/a%2F..%2Fb%3Fx", (200, CHARGE, {}))
     make_client().get_charge("a/../b?x")
     assert fake_amazon.received[0].path == "/sandbox/v2/charges/a%2F..%2Fb%3Fx"
+
+
+# -- money-moving operations (sections 5.1, 6 and 7) -----------------------------------------
+
+PERMISSION_ID = "S01-1111111-2222222"
+
+
+def create_charge(client: AmazonPayClient, **overrides: Any) -> Charge:
+    options: dict[str, Any] = {
+        "capture_now": False,
+        "can_handle_pending_authorization": False,
+        "charge_initiator": ChargeInitiator.MITU,
+        "channel": Channel.WEB,
+        "merchant_reference_id": None,
+        "idempotency_key": KEY,
+    }
+    options.update(overrides)
+    amount = options.pop("charge_amount", USD)
+    return client.create_charge(PERMISSION_ID, amount, **options)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "wire"),
+    [
+        (
+            {},
+            b'{"chargePermissionId":"S01-1111111-2222222",'
+            b'"chargeAmount":{"amount":"12.50","currencyCode":"USD"},'
+            b'"captureNow":false,"canHandlePendingAuthorization":false,'
+            b'"chargeInitiator":"MITU","channel":"Web"}',
+        ),
+        (
+            {
+                "capture_now": True,
+                "can_handle_pending_authorization": True,
+                "charge_initiator": ChargeInitiator.CITU,
+                "merchant_reference_id": "order-42",
+                "soft_descriptor": "Café Shop",
+            },
+            b'{"chargePermissionId":"S01-1111111-2222222",'
+            b'"chargeAmount":{"amount":"12.50","currencyCode":"USD"},'
+            b'"captureNow":true,"canHandlePendingAuthorization":true,'
+            b'"chargeInitiator":"CITU","channel":"Web",'
+            b'"merchantMetadata":{"merchantReferenceId":"order-42"},'
+            b'"softDescriptor":"Caf\xc3\xa9 Shop"}',
+        ),
+        (
+            {
+                "charge_amount": Price.of(1000, "JPY"),
+                "charge_initiator": "MITR",  # Amazon's own string works as well as the member
+                "channel": Channel.POINT_OF_SALE,
+            },
+            b'{"chargePermissionId":"S01-1111111-2222222",'
+            b'"chargeAmount":{"amount":"1000","currencyCode":"JPY"},'
+            b'"captureNow":false,"canHandlePendingAuthorization":false,'
+            b'"chargeInitiator":"MITR","channel":"PointOfSale"}',
+        ),
+    ],
+    ids=["minimal", "all-fields", "jpy-point-of-sale"],
+)
+def test_create_charge_sends_exactly_this_body_with_the_callers_key(
+    fake_amazon: FakeAmazon,
+    make_client: Callable[..., AmazonPayClient],
+    overrides: dict[str, Any],
+    wire: bytes,
+) -> None:
+    fake_amazon.route("POST", f"{API}/charges", (201, CHARGE, {}))
+    charge = create_charge(make_client(), **overrides)
+    assert charge.state is ChargeState.AUTHORIZED
+    [sent] = fake_amazon.received  # signature verified over these exact bytes
+    assert sent.body == wire
+    assert sent.headers["x-amz-pay-idempotency-key"] == KEY
+    assert "x-amz-pay-idempotency-key" in sent.authorization.signed_headers
+
+
+@pytest.mark.parametrize(
+    ("overrides", "error"),
+    [
+        ({"charge_initiator": "XYZ"}, ValueError),
+        ({"channel": "web"}, ValueError),  # Amazon's values are case-sensitive
+        ({"idempotency_key": "not a key!"}, ValueError),
+        ({"idempotency_key": None}, ValueError),
+    ],
+)
+def test_create_charge_refuses_bad_arguments_before_sending(
+    fake_amazon: FakeAmazon,
+    make_client: Callable[..., AmazonPayClient],
+    overrides: dict[str, Any],
+    error: type[Exception],
+) -> None:
+    with pytest.raises(error):
+        create_charge(make_client(), **overrides)
+    assert fake_amazon.received == []
+
+
+def test_create_charge_needs_an_idempotency_key(
+    fake_amazon: FakeAmazon, make_client: Callable[..., AmazonPayClient]
+) -> None:
+    with pytest.raises(TypeError, match="idempotency_key"):
+        make_client().create_charge(
+            PERMISSION_ID,
+            USD,
+            capture_now=False,
+            can_handle_pending_authorization=False,
+            charge_initiator=ChargeInitiator.MITU,
+            channel=Channel.WEB,
+            merchant_reference_id=None,
+        )
+    assert fake_amazon.received == []
+
+
+def test_create_charge_with_a_raw_payload_still_works_but_warns(
+    fake_amazon: FakeAmazon, make_client: Callable[..., AmazonPayClient]
+) -> None:
+    fake_amazon.route("POST", f"{API}/charges", (201, CHARGE, {}))
+    payload = {"chargePermissionId": "P", "chargeAmount": {"amount": "1.00", "currencyCode": "USD"}}
+    with pytest.warns(DeprecationWarning, match="create_charge"):
+        charge = make_client().create_charge(payload)
+    assert charge.charge_id == CHARGE["chargeId"]
+    [sent] = fake_amazon.received
+    assert sent.json == payload
+    int(sent.headers["x-amz-pay-idempotency-key"], 16)  # a fresh key, as before
+
+
+@pytest.mark.parametrize(
+    ("call", "path"),
+    [
+        (lambda c: c.capture_charge("C1", USD), "/charges/C1/capture"),
+        (lambda c: c.create_refund("C1", USD), "/refunds"),
+    ],
+    ids=["capture_charge", "create_refund"],
+)
+def test_capture_and_refund_without_a_key_warn_and_still_send_one(
+    fake_amazon: FakeAmazon,
+    make_client: Callable[..., AmazonPayClient],
+    call: Callable[[AmazonPayClient], Any],
+    path: str,
+) -> None:
+    fake_amazon.route("POST", API + path, (201, {**CHARGE, **REFUND}, {}))
+    with pytest.warns(DeprecationWarning, match="idempotency key"):
+        call(make_client())
+    [sent] = fake_amazon.received
+    assert len(sent.headers["x-amz-pay-idempotency-key"]) == 32
+
+
+# (operation, call, method, path, status, reasonCode, class)
+MONEY_ERRORS: list[tuple[str, Callable[[AmazonPayClient], Any], str, str, int, str, type]] = [
+    *[
+        ("create_charge", create_charge, "POST", "/charges", 400, code.value, errors.DeclinedError)
+        for code in errors.DeclineCode
+    ],
+    (
+        "create_charge",
+        create_charge,
+        "POST",
+        "/charges",
+        500,
+        "ProcessingFailure",
+        errors.DeclinedError,
+    ),
+    (
+        "create_charge",
+        create_charge,
+        "POST",
+        "/charges",
+        422,
+        "InvalidChargePermissionStatus",
+        errors.InvalidChargePermissionStatus,
+    ),
+    (
+        "create_charge",
+        create_charge,
+        "POST",
+        "/charges",
+        400,
+        "DuplicateIdempotencyKey",
+        errors.DuplicateIdempotencyKey,
+    ),
+    (
+        "create_charge",
+        create_charge,
+        "POST",
+        "/charges",
+        400,
+        "TransactionAmountExceeded",
+        errors.TransactionAmountExceeded,
+    ),
+    (
+        "capture_charge",
+        lambda c: c.capture_charge("C1", USD, idempotency_key=KEY),
+        "POST",
+        "/charges/C1/capture",
+        422,
+        "InvalidChargeStatus",
+        errors.InvalidChargeStatus,
+    ),
+    (
+        "capture_charge",
+        lambda c: c.capture_charge("C1", USD, idempotency_key=KEY),
+        "POST",
+        "/charges/C1/capture",
+        400,
+        "TransactionAmountExceeded",
+        errors.TransactionAmountExceeded,
+    ),
+    (
+        "capture_charge",
+        lambda c: c.capture_charge("C1", USD, idempotency_key=KEY),
+        "POST",
+        "/charges/C1/capture",
+        400,
+        "DuplicateIdempotencyKey",
+        errors.DuplicateIdempotencyKey,
+    ),
+    (
+        "create_refund",
+        lambda c: c.create_refund("C1", USD, idempotency_key=KEY),
+        "POST",
+        "/refunds",
+        400,
+        "TransactionAmountExceeded",
+        errors.TransactionAmountExceeded,
+    ),
+    (
+        "create_refund",
+        lambda c: c.create_refund("C1", USD, idempotency_key=KEY),
+        "POST",
+        "/refunds",
+        422,
+        "InvalidChargeStatus",
+        errors.InvalidChargeStatus,
+    ),
+    (
+        "create_refund",
+        lambda c: c.create_refund("C1", USD, idempotency_key=KEY),
+        "POST",
+        "/refunds",
+        400,
+        "DuplicateIdempotencyKey",
+        errors.DuplicateIdempotencyKey,
+    ),
+    (
+        "cancel_charge",
+        lambda c: c.cancel_charge("C1", "Out of stock"),
+        "DELETE",
+        "/charges/C1/cancel",
+        422,
+        "InvalidChargeStatus",
+        errors.InvalidChargeStatus,
+    ),
+    (
+        "cancel_charge",
+        lambda c: c.cancel_charge("C1", "Out of stock"),
+        "DELETE",
+        "/charges/C1/cancel",
+        404,
+        "ResourceNotFound",
+        errors.NotFoundError,
+    ),
+    (
+        "close_charge_permission",
+        lambda c: c.close_charge_permission(PERMISSION_ID, "Removed by the buyer"),
+        "DELETE",
+        f"/chargePermissions/{PERMISSION_ID}/close",
+        422,
+        "InvalidChargePermissionStatus",
+        errors.InvalidChargePermissionStatus,
+    ),
+    (
+        "close_charge_permission",
+        lambda c: c.close_charge_permission(PERMISSION_ID, "Removed by the buyer"),
+        "DELETE",
+        f"/chargePermissions/{PERMISSION_ID}/close",
+        404,
+        "ResourceNotFound",
+        errors.NotFoundError,
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "call", "method", "path", "status", "reason", "expected"),
+    MONEY_ERRORS,
+    ids=[f"{e[0]}-{e[4]}-{e[5]}" for e in MONEY_ERRORS],
+)
+def test_money_moving_errors_map_to_their_classes(  # noqa: PLR0917
+    fake_amazon: FakeAmazon,
+    make_client: Callable[..., AmazonPayClient],
+    name: str,
+    call: Callable[[AmazonPayClient], Any],
+    method: str,
+    path: str,
+    status: int,
+    reason: str,
+    expected: type[errors.APIError],
+) -> None:
+    body = {"reasonCode": reason, "message": f"{reason} happened"}
+    fake_amazon.route(method, API + path, (status, body, {"x-amz-pay-request-id": "rid-5"}))
+    with pytest.raises(expected) as info:
+        call(make_client(retry=RetryPolicy(max_attempts=1)))
+    error = info.value
+    assert type(error) is expected
+    assert (error.status, error.reason_code, error.request_id) == (status, reason, "rid-5")
+    if isinstance(error, errors.DeclinedError):
+        assert error.decline_code is errors.DeclineCode(reason)
+    [sent] = fake_amazon.received
+    assert sent.method == method
 
 
 # -- URLs -----------------------------------------------------------------------------------
@@ -704,22 +1030,36 @@ def test_concurrent_calls_from_threads_are_each_signed_correctly(
     client = make_client()
     failures: list[BaseException] = []
 
-    def work() -> None:
+    def work(worker: int) -> None:
         try:
-            for _ in range(10):
-                client.create_charge({"chargePermissionId": "P"})
+            for i in range(10):
+                client.create_charge(
+                    "P",
+                    USD,
+                    capture_now=True,
+                    can_handle_pending_authorization=False,
+                    charge_initiator=ChargeInitiator.MITU,
+                    channel=Channel.WEB,
+                    merchant_reference_id=f"order-{worker}-{i}",
+                    idempotency_key=f"order-{worker}-{i}",
+                )
         except BaseException as exc:  # reported below
             failures.append(exc)
 
-    threads = [threading.Thread(target=work) for _ in range(8)]
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     assert failures == []
     assert len(fake_amazon.received) == 80
-    keys = {r.headers["x-amz-pay-idempotency-key"] for r in fake_amazon.received}
-    assert len(keys) == 80
+    # Each request is whole: its key and its body belong to the same call.
+    pairs = {
+        (r.headers["x-amz-pay-idempotency-key"], r.json["merchantMetadata"]["merchantReferenceId"])
+        for r in fake_amazon.received
+    }
+    assert len(pairs) == 80
+    assert all(key == reference for key, reference in pairs)
 
 
 def test_client_closes_its_own_session_only(
@@ -770,7 +1110,7 @@ def test_timeouts_and_environment_proxy_reach_the_transport(
     fake_amazon.route("GET", f"{API}/charges/C1", (200, CHARGE, {}))
     fake_amazon.route("POST", f"{API}/charges/C1/capture", (200, CHARGE, {}))
     client.get_charge("C1")
-    client.capture_charge("C1", USD)
+    client.capture_charge("C1", USD, idempotency_key=KEY)
     for call in fake_amazon.rsps.calls:
         kwargs = call.request.req_kwargs
         assert kwargs["timeout"] == (1.5, 7.0)

@@ -25,7 +25,7 @@ from amazonpay.client import (
     parse_retry_after,
     should_retry,
 )
-from amazonpay.models import Price
+from amazonpay.models import Channel, Charge, ChargeInitiator, ChargeState, Price
 
 if TYPE_CHECKING:
     from conftest import FakeAmazon, FakeClock
@@ -238,6 +238,58 @@ def test_connection_failure_then_error_status_raises_the_status_error(
     )
     with pytest.raises(errors.ConflictError):
         make_client().complete_checkout_session(SESSION_ID, USD)
+
+
+CHARGES = f"{API}/charges"
+CHARGED = (201, {"chargeId": "C1", "statusDetails": {"state": "Captured"}}, {})
+
+
+def _charge(client: AmazonPayClient) -> Charge:
+    return client.create_charge(
+        "S01-1111111-2222222",
+        USD,
+        capture_now=True,
+        can_handle_pending_authorization=True,
+        charge_initiator=ChargeInitiator.CITU,
+        channel=Channel.WEB,
+        merchant_reference_id="order-42",
+        idempotency_key="order-42",
+    )
+
+
+def test_create_charge_replays_the_same_key_and_body_after_a_reset_and_a_503(
+    fake_amazon: FakeAmazon, make_client: Callable[..., AmazonPayClient], clock: FakeClock
+) -> None:
+    fake_amazon.route("POST", CHARGES, _reset(), UNAVAILABLE, CHARGED)
+    assert _charge(make_client()).state is ChargeState.CAPTURED
+    assert [r.headers["x-amz-pay-idempotency-key"] for r in fake_amazon.received] == [
+        "order-42"
+    ] * 3
+    assert len({r.body for r in fake_amazon.received}) == 1
+    assert len(clock.sleeps) == 2
+
+
+def test_a_decline_is_not_retried(
+    fake_amazon: FakeAmazon, make_client: Callable[..., AmazonPayClient], clock: FakeClock
+) -> None:
+    fake_amazon.route("POST", CHARGES, (400, {"reasonCode": "SoftDeclined"}, {}), CHARGED)
+    with pytest.raises(errors.DeclinedError) as info:
+        _charge(make_client())
+    assert info.value.retry_may_help  # ...but with a new key, which only the caller can choose
+    assert len(fake_amazon.received) == 1
+    assert clock.sleeps == []
+
+
+def test_a_processing_failure_sent_as_500_is_replayed_then_reported_as_a_decline(
+    fake_amazon: FakeAmazon, make_client: Callable[..., AmazonPayClient], clock: FakeClock
+) -> None:
+    # A 500 is retried like any 5xx; the same key makes the replay safe (section 7).
+    fake_amazon.route("POST", CHARGES, (500, {"reasonCode": "ProcessingFailure"}, {}))
+    with pytest.raises(errors.DeclinedError) as info:
+        _charge(make_client())
+    assert info.value.decline_code is errors.DeclineCode.PROCESSING_FAILURE
+    assert len(fake_amazon.received) == 4
+    assert {r.headers["x-amz-pay-idempotency-key"] for r in fake_amazon.received} == {"order-42"}
 
 
 # -- real sockets: what the OS and requests actually raise ------------------------------------
