@@ -9,12 +9,14 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 import re
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit
@@ -28,6 +30,8 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from amazonpay.errors import NotificationError
 
 __all__ = [
+    "MAX_JSON_DEPTH",
+    "MAX_NOTIFICATION_BYTES",
     "NOTIFICATION_TYPES",
     "SNS_CERT_HOST_PATTERN",
     "IpnMessage",
@@ -70,6 +74,21 @@ _DIGESTS: Mapping[str, Callable[[], hashes.HashAlgorithm]] = {
     "2": hashes.SHA256,
 }
 _MAX_CERTIFICATE_BYTES = 64 * 1024
+# Envelope keys whose values are strings (or null) by section 10. Other keys, such as SNS's
+# MessageAttributes object, are not signed and are left out of the envelope.
+_STRING_KEYS = frozenset(
+    {*_SIGNED_KEYS, *_REQUIRED_KEYS, "SigningCertURL", "SigningCertUrl", "UnsubscribeURL"}
+)
+
+# Bounds on an IPN body, checked before and while it is parsed, so that no input costs more than
+# a linear scan: section 10's envelope is a flat object of strings whose Message is a small flat
+# object, and anything far from that shape is refused rather than explored.
+MAX_NOTIFICATION_BYTES = 64 * 1024  # the app's request-body cap; SNS messages here are ~1 KiB
+MAX_JSON_DEPTH = 8  # json.loads recurses per level: a deep body would raise RecursionError
+_MAX_NUMBER_CHARS = 32  # no field is a number; a 4000-digit one costs quadratic int() time
+# A JSON string (possibly unterminated) or a bracket: strings are skipped whole, so brackets
+# inside them are not counted. Written as an unrolled loop so the regex never backtracks.
+_JSON_TOKEN = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"?|[\[\]{}]', re.DOTALL)
 
 
 @dataclass(frozen=True)
@@ -94,8 +113,8 @@ class IpnMessage:
         folded = {str(k).lower(): v for k, v in data.items()}
 
         def text(key: str) -> str | None:
-            value = folded.get(key)
-            return None if value is None else str(value)
+            value = folded.get(key)  # every field is a string; anything else reads as absent
+            return value if isinstance(value, str) else None
 
         return cls(
             merchant_id=text("merchantid"),
@@ -132,26 +151,33 @@ class Notification:
 def parse_notification(body: bytes | str | Mapping[str, Any]) -> Notification:
     """Parse a raw IPN request body (an SNS envelope). Raises NotificationError if malformed.
 
-    This checks shape only; call `NotificationVerifier.verify` before trusting anything in it.
+    Any input either parses or raises NotificationError: size, nesting depth, numbers and
+    strings are bounded (see MAX_NOTIFICATION_BYTES, MAX_JSON_DEPTH), and so is the inner
+    Message. This checks shape only; call `NotificationVerifier.verify` before trusting it.
     """
     if isinstance(body, Mapping):
         data: Any = body
+        _check_strings(data, "notification")
     else:
+        if len(body) > MAX_NOTIFICATION_BYTES:
+            raise NotificationError("notification body is too large")
         try:
             text = body.decode("utf-8") if isinstance(body, bytes) else body
-            data = json.loads(text)
-        except (UnicodeDecodeError, ValueError):
+        except UnicodeDecodeError:
             raise NotificationError("notification body is not UTF-8 JSON") from None
+        data = _loads_bounded(text, "notification body")
+        if data is _NOT_JSON:
+            raise NotificationError("notification body is not UTF-8 JSON")
     if not isinstance(data, Mapping):
         raise NotificationError("notification body is not a JSON object")
 
     envelope: dict[str, str] = {}
     for key, value in data.items():
-        if value is None:  # an absent optional key, e.g. a null Subject
+        if key not in _STRING_KEYS or value is None:  # unsigned extras; a null optional key
             continue
         if not isinstance(value, str):
             raise NotificationError(f"notification field {key!r} is not a string")
-        envelope[str(key)] = value
+        envelope[key] = value
     # Lambda-style events spell it SigningCertUrl (section 10).
     if "SigningCertURL" not in envelope and "SigningCertUrl" in envelope:
         envelope["SigningCertURL"] = envelope["SigningCertUrl"]
@@ -181,6 +207,88 @@ def parse_notification(body: bytes | str | Mapping[str, Any]) -> Notification:
     )
 
 
+class _NotJson:
+    """What `_loads_bounded` returns for text that is not JSON at all (as opposed to refused)."""
+
+
+_NOT_JSON = _NotJson()
+
+
+def _loads_bounded(text: str, what: str) -> Any:
+    """`json.loads` that refuses, with NotificationError, what section 10 never sends.
+
+    Refused: nesting deeper than MAX_JSON_DEPTH (found by a linear scan before parsing, so the
+    parser never recurses deeply), NaN and Infinity, numbers longer than _MAX_NUMBER_CHARS or not
+    finite, duplicate keys (another parser might read the other value) and strings that are not
+    Unicode text (a lone surrogate from a \\uD800 escape cannot be encoded to sign or log).
+    Text that is simply not JSON gives _NOT_JSON, for the caller to judge.
+    """
+    depth = 0
+    for token in _JSON_TOKEN.finditer(text):
+        lexeme = token.group()  # a string or one bracket
+        if lexeme in ("[", "{"):
+            depth += 1
+            if depth > MAX_JSON_DEPTH:
+                raise NotificationError(f"{what} is nested deeper than {MAX_JSON_DEPTH} levels")
+        elif lexeme in ("]", "}"):
+            depth -= 1
+    try:
+        data = json.loads(
+            text,
+            object_pairs_hook=partial(_unique_keys, what),
+            parse_constant=partial(_no_constant, what),
+            parse_int=partial(_bounded_int, what),
+            parse_float=partial(_bounded_float, what),
+        )
+    except ValueError:  # JSONDecodeError: not JSON
+        return _NOT_JSON
+    _check_strings(data, what)
+    return data
+
+
+def _unique_keys(what: str, pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    data = dict(pairs)
+    if len(data) != len(pairs):
+        raise NotificationError(f"{what} repeats a key")
+    return data
+
+
+def _no_constant(what: str, name: str) -> Any:
+    raise NotificationError(f"{what} contains {name}")
+
+
+def _bounded_int(what: str, digits: str) -> int:
+    if len(digits) > _MAX_NUMBER_CHARS:
+        raise NotificationError(f"{what} contains a number longer than {_MAX_NUMBER_CHARS}")
+    return int(digits)
+
+
+def _bounded_float(what: str, literal: str) -> float:
+    value = float(literal) if len(literal) <= _MAX_NUMBER_CHARS else math.inf
+    if not math.isfinite(value):
+        raise NotificationError(f"{what} contains a number too long or too large")
+    return value
+
+
+def _check_strings(data: Any, what: str, depth: int = 0) -> None:
+    """Refuse lone surrogates in keys and strings; `depth` is bounded by MAX_JSON_DEPTH."""
+    if depth > MAX_JSON_DEPTH:
+        raise NotificationError(f"{what} is nested deeper than {MAX_JSON_DEPTH} levels")
+    if isinstance(data, str):
+        if not data.isascii():
+            try:
+                data.encode("utf-8")
+            except UnicodeEncodeError:
+                raise NotificationError(f"{what} contains a string that is not text") from None
+    elif isinstance(data, Mapping):
+        for key, value in data.items():
+            _check_strings(key, what, depth + 1)
+            _check_strings(value, what, depth + 1)
+    elif isinstance(data, list | tuple):
+        for item in data:
+            _check_strings(item, what, depth + 1)
+
+
 def _parse_timestamp(value: str) -> datetime:
     try:
         moment = datetime.fromisoformat(value)
@@ -191,12 +299,10 @@ def _parse_timestamp(value: str) -> datetime:
 
 
 def _parse_message(text: str) -> IpnMessage | None:
-    # Section 10: Message is a JSON *string* to be parsed again. SNS itself allows any text, so
-    # something else is not an error here, just not an Amazon Pay message.
-    try:
-        data = json.loads(text)
-    except ValueError:
-        return None
+    # Section 10: Message is a JSON *string* to be parsed again, within the same bounds. SNS
+    # itself allows any text, so text that is not a JSON object is not an error here, just not
+    # an Amazon Pay message; a hostile one (too deep, NaN, a huge number) is refused.
+    data = _loads_bounded(text, "notification Message")
     return IpnMessage.from_json(data) if isinstance(data, Mapping) else None
 
 

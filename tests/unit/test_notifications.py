@@ -28,6 +28,8 @@ from amazonpay.client import AmazonPayClient, RetryPolicy
 from amazonpay.errors import AmazonPayError, NotificationError
 from amazonpay.models import Price
 from amazonpay.notifications import (
+    MAX_JSON_DEPTH,
+    MAX_NOTIFICATION_BYTES,
     IpnMessage,
     Notification,
     NotificationVerifier,
@@ -552,6 +554,134 @@ def _without(key: str) -> str:
 def test_a_malformed_body_is_refused(body: bytes | str, reason: str) -> None:
     with pytest.raises(NotificationError, match=reason):
         parse_notification(body)
+
+
+def _body(**changes: Any) -> str:
+    """A well-formed (unsigned) envelope with some keys changed."""
+    data: dict[str, Any] = json.loads(_without("nothing"))
+    data.update(changes)
+    return json.dumps(data)
+
+
+def _nested(levels: int) -> Any:
+    """A value `levels` arrays deep."""
+    value: Any = "leaf"
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
+_SURROGATE = "\ud800"  # a lone surrogate: json.dumps writes it as the escape \ud800
+
+HOSTILE_BODIES = [
+    pytest.param(b"[" * 50_000, "nested deeper", id="deep-array"),
+    pytest.param(b'{"a":' * 10_000, "nested deeper", id="deep-object"),
+    pytest.param(b"[" * (MAX_JSON_DEPTH + 1) + b"]" * (MAX_JSON_DEPTH + 1), "nested", id="depth+1"),
+    pytest.param(_body(Extra=_nested(MAX_JSON_DEPTH)), "nested deeper", id="deep-extra-key"),
+    pytest.param(_body(Message="[" * 50_000), "Message is nested deeper", id="deep-message"),
+    pytest.param(
+        _body(Message=json.dumps({"ObjectId": _nested(MAX_JSON_DEPTH)})),
+        "Message is nested deeper",
+        id="deep-message-field",
+    ),
+    pytest.param(b"x" * (MAX_NOTIFICATION_BYTES + 1), "too large", id="oversized"),
+    pytest.param(b"NaN", "NaN", id="nan"),
+    pytest.param(_body(Subject=None).replace("null", "Infinity"), "Infinity", id="infinity"),
+    pytest.param(b"[-Infinity]", "-Infinity", id="minus-infinity"),
+    pytest.param(b"1" * 5000, "number longer", id="huge-int"),
+    pytest.param(b"[1e999]", "too large", id="float-overflow"),
+    pytest.param(b"[0." + b"1" * 400 + b"]", "too long", id="long-float"),
+    pytest.param(_body(Message='{"ObjectId": NaN}'), "Message contains NaN", id="message-nan"),
+    pytest.param(
+        _body(Message='{"ObjectId": ' + "9" * 400 + "}"), "Message contains a number", id="msg-int"
+    ),
+    pytest.param(
+        _without("nothing").replace(
+            '"Type": "Notification"', '"Type": "x", "Type": "Notification"'
+        ),
+        "repeats a key",
+        id="duplicate-key",
+    ),
+    pytest.param(
+        _body(Message='{"ObjectId": "a", "ObjectId": "b"}'), "Message repeats", id="msg-dup-key"
+    ),
+    pytest.param(_body(Subject=_SURROGATE), "not text", id="surrogate-value"),
+    pytest.param(_body(**{_SURROGATE: "x"}), "not text", id="surrogate-key"),
+    pytest.param(
+        _body(Message=json.dumps({"ObjectId": _SURROGATE})), "Message contains", id="msg-surrogate"
+    ),
+    pytest.param(_without("nothing").encode("utf-16"), "not UTF-8 JSON", id="utf-16"),
+    pytest.param(b"\xef\xbb\xbf" + _without("nothing").encode(), "not UTF-8 JSON", id="utf-8-bom"),
+    pytest.param(_without("nothing")[:-5], "not UTF-8 JSON", id="truncated"),
+    pytest.param(_without("nothing") + " {}", "not UTF-8 JSON", id="trailing-data"),
+    pytest.param(b"", "not UTF-8 JSON", id="empty"),
+    pytest.param(b" \n\t", "not UTF-8 JSON", id="whitespace"),
+    pytest.param(b"\x00", "not UTF-8 JSON", id="nul"),
+    pytest.param(b"null", "not a JSON object", id="null"),
+    pytest.param(b"true", "not a JSON object", id="true"),
+    pytest.param(b"42", "not a JSON object", id="number"),
+    pytest.param(b'"text"', "not a JSON object", id="string"),
+]
+
+
+@pytest.mark.parametrize(("body", "reason"), HOSTILE_BODIES)
+def test_a_hostile_body_is_refused_within_bounds(body: bytes | str, reason: str) -> None:
+    started = time.perf_counter()
+    with pytest.raises(NotificationError, match=reason):
+        parse_notification(body)
+    assert time.perf_counter() - started < 1.0  # a linear scan, not an exploration
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "Type",
+        "MessageId",
+        "TopicArn",
+        "Message",
+        "Timestamp",
+        "SignatureVersion",
+        "Signature",
+        "SigningCertURL",
+        "SigningCertUrl",
+        "Subject",
+        "SubscribeURL",
+        "Token",
+        "UnsubscribeURL",
+    ],
+)
+def test_each_sns_key_must_be_a_string(key: str) -> None:
+    for value in (1, 1.5, True, [], {}, ["Notification"], {"Type": "Notification"}):
+        with pytest.raises(NotificationError, match=f"{key!r} is not a string"):
+            parse_notification(_body(**{key: value}))
+
+
+def test_unsigned_extra_keys_of_any_shape_are_left_out(signer: Signer) -> None:
+    data: dict[str, Any] = envelope(signer)
+    data["MessageAttributes"] = {"Kind": {"Type": "String", "Value": "ipn"}}  # SNS may add it
+    data["Other"] = [1, 2.5, None]
+    notification = parse_notification(json.dumps(data))
+    assert "MessageAttributes" not in notification.envelope
+    make_verifier(Certificates({CERT_URL: signer.pem})).verify(notification)
+
+
+def test_message_fields_that_are_not_strings_read_as_absent(signer: Signer) -> None:
+    inner = {**INNER, "ObjectId": 12345, "ChargePermissionId": ["S01-1"], "ObjectType": None}
+    notification = parse_notification(json.dumps(envelope(signer, Message=json.dumps(inner))))
+    assert notification.message is not None
+    assert notification.message.object_id is None
+    assert notification.message.charge_permission_id is None
+    assert notification.message.object_type is None
+    assert notification.message.merchant_id == MERCHANT
+
+
+def test_nesting_up_to_the_bound_is_parsed(signer: Signer) -> None:
+    inner = {**INNER, "Extra": _nested(MAX_JSON_DEPTH - 1)}  # inside the message object
+    data: dict[str, Any] = envelope(signer, Message=json.dumps(inner))
+    data["MessageAttributes"] = _nested(MAX_JSON_DEPTH - 1)  # inside the envelope object
+    notification = parse_notification(json.dumps(data))
+    assert notification.message is not None
+    assert notification.message.object_id == INNER["ObjectId"]
 
 
 def test_importing_notifications_does_not_load_flask_or_the_storefront() -> None:
