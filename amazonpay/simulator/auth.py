@@ -1,8 +1,9 @@
 """Request authentication the way Amazon does it (docs/amazon-pay-api.md section 1.12).
 
-Rebuilds the canonical request from the headers named in SignedHeaders with the values actually
-received, verifies RSASSA-PSS with the salt length the algorithm names (strict, section 1.1),
-then checks the environment, the `x-amz-pay-date` window and the idempotency key.
+Rebuilds the canonical request from the headers named in SignedHeaders, with the values actually
+received and the list itself verbatim, verifies RSASSA-PSS with the salt length the algorithm
+names (strict, section 1.1), then checks the environment, the `x-amz-pay-date` window and the
+idempotency key.
 """
 
 from __future__ import annotations
@@ -40,6 +41,32 @@ def key_environment(public_key_id: str) -> str | None:
     if upper.startswith("LIVE"):
         return LIVE
     return None
+
+
+def _canonical_request(  # noqa: PLR0917 - the six canonical-request parts
+    method: str,
+    raw_path: str,
+    raw_query: str,
+    headers: Mapping[str, str],
+    signed_headers: Sequence[str],
+    body: bytes,
+) -> str:
+    """The canonical request as the signer built it (section 1.12 step 4).
+
+    Each named header is looked up case-insensitively, but the SignedHeaders line is the list
+    exactly as sent: the Node SDK joins the names in the caller's case (section 1.5), and its
+    signature covers that text.
+    """
+    return "\n".join(
+        [
+            method.upper(),
+            signing.canonical_uri(raw_path),
+            signing.canonical_query_string(signing.parse_query(raw_query)),
+            signing.canonical_headers(headers, signed_headers),
+            ";".join(signed_headers),
+            signing.payload_hash(body),
+        ]
+    )
 
 
 def _forbidden(message: str) -> SimulatorError:
@@ -103,7 +130,7 @@ def authenticate(
     missing = [n for n in names if n not in headers]
     if missing:
         raise _forbidden(f"The signed header {missing[0]} is not present in the request")
-    canonical = signing.canonical_request(
+    canonical = _canonical_request(
         method, raw_path, raw_query, headers, parsed.signed_headers, body
     )
     to_sign = signing.string_to_sign(parsed.algorithm, canonical)

@@ -290,3 +290,56 @@ def test_complete_accepts_requests_with_and_without_a_key(
         {"chargeAmount": {"amount": "14.00", "currencyCode": "USD"}},
     )
     assert response.status_code == 200, response.text
+
+
+def _node_style_headers(
+    api: Api, path: str, body: str, *, key: str, signed_list_case: str = "as-sent"
+) -> dict[str, str]:
+    """Headers signed the way the Node SDK signs them (docs section 1.5): names sorted
+    case-insensitively, canonical lines lower-cased, SignedHeaders joined in the caller's case."""
+    headers = {
+        "accept": "application/json",
+        "content-type": "application/json",
+        "x-amz-pay-date": signing.format_amz_date(datetime.now(UTC)),
+        "x-amz-pay-host": "pay-api.amazon.com",
+        "x-amz-pay-region": "na",
+        "X-Amz-Pay-Idempotency-Key": key,
+    }
+    names = sorted(headers, key=str.lower)
+    signed_list = ";".join(names)
+    line = signed_list if signed_list_case == "as-sent" else signed_list.lower()
+    canonical = "\n".join(
+        [
+            "POST",
+            path,
+            "",
+            "".join(f"{name.lower()}:{headers[name]}\n" for name in names),
+            line,
+            signing.payload_hash(body),
+        ]
+    )
+    signature = signing.sign(
+        api.keys.private, signing.string_to_sign(api.algorithm, canonical), api.algorithm
+    )
+    headers["authorization"] = signing.authorization_header(
+        api.algorithm, api.key_id, signed_list, signature
+    )
+    return headers
+
+
+@pytest.mark.parametrize(
+    ("signed_list_case", "status"),
+    [("as-sent", 201), ("lower-cased", 403)],
+    ids=["node-sdk", "signed-another-list"],
+)
+def test_signed_headers_are_used_verbatim(api: Api, signed_list_case: str, status: int) -> None:
+    """Docs section 1.12 step 4: a mixed-case `X-Amz-Pay-Idempotency-Key` in SignedHeaders is
+    looked up case-insensitively, but the canonical request carries the list exactly as sent."""
+    path = "/v2/checkoutSessions"
+    body = json.dumps(session_payload())
+    headers = _node_style_headers(api, path, body, key="node1", signed_list_case=signed_list_case)
+    assert "X-Amz-Pay-Idempotency-Key" in headers["authorization"]
+    response = _send(api, "POST", path, body, headers)
+    assert response.status_code == status, response.text
+    if status == 403:
+        assert response.json()["reasonCode"] == "InvalidRequestSignature"
