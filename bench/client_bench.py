@@ -7,8 +7,10 @@ Session with fixed JSON (no signature checks), then times N Get + N Complete cal
              after construction, because it hard-codes https://pay-api.amazon.* hosts
   floor      one RSA-PSS signature with a key parsed once + one request on a pooled Session
 CPU time is the calling thread's (time.thread_time), so the server threads are not counted.
+Every time figure is printed in ms and in `sig`, one RSA-2048 PSS-SHA256 signature measured in
+this run (bench/units.py), before and after the calls.
 
-    python bench/client_bench.py [--n 300]
+    python bench/client_bench.py [--n 300] [--warmup 20] [--quick]
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from amazonpay import signing
 from amazonpay.client import AmazonPayClient
 from amazonpay.models import Price
+from bench.units import SignatureReference, format_table, measure_signature, verdict
 
 SESSION_ID = "4d1a5e0a-1b2c-4d3e-8f90-123456789abc"
 SESSION_JSON = json.dumps(
@@ -97,17 +100,81 @@ def p95(values: list[float]) -> float:
     return ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
 
 
+def report_rows(
+    results: dict[str, tuple[list[float], list[float]]], reference: SignatureReference
+) -> list[tuple[str, str, str, str]]:
+    """Per client: CPU and wall time per call (p50 / p95); then ours over the floor and the
+    ratios with their targets; then the speed reference."""
+    fig = reference.figure
+    rows: list[tuple[str, str, str, str]] = []
+    for name, (walls, cpus) in results.items():
+        rows.append(
+            (
+                f"{name}: CPU per call p50 / p95",
+                f"{fig(statistics.median(cpus))} / {fig(p95(cpus))}",
+                "",
+                "",
+            )
+        )
+        rows.append(
+            (
+                f"{name}: wall per call p50 / p95",
+                f"{fig(statistics.median(walls))} / {fig(p95(walls))}",
+                "",
+                "",
+            )
+        )
+    cpu = {name: statistics.median(c) for name, (_, c) in results.items()}
+    wall = {name: statistics.median(w) for name, (w, _) in results.items()}
+    rows += [
+        (
+            "ours: CPU overhead over the floor per call (p50)",
+            fig(cpu["ours"] - cpu["floor"]),
+            "",
+            "",
+        ),
+        (
+            "ours: wall overhead over the floor per call (p50)",
+            fig(wall["ours"] - wall["floor"]),
+            "",
+            "",
+        ),
+        (
+            "ours / floor, CPU",
+            f"{cpu['ours'] / cpu['floor']:.2f}x",
+            "<= 1.25x",
+            verdict(cpu["ours"] <= 1.25 * cpu["floor"]),
+        ),
+        ("ours / floor, wall", f"{wall['ours'] / wall['floor']:.2f}x", "", ""),
+        (
+            "community / ours, CPU",
+            f"{cpu['community'] / cpu['ours']:.1f}x",
+            ">= 10x",
+            verdict(cpu["community"] >= 10 * cpu["ours"]),
+        ),
+        ("community / ours, wall", f"{wall['community'] / wall['ours']:.1f}x", "", ""),
+        reference.row(),
+    ]
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=300, help="Get + Complete pairs per client")
     parser.add_argument("--warmup", type=int, default=20)
+    parser.add_argument(
+        "--quick", action="store_true", help="smoke run: --n 40 --warmup 5 (a few seconds)"
+    )
     args = parser.parse_args()
+    if args.quick:
+        args.n, args.warmup = 40, 5
 
     server = Server(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     base = f"http://127.0.0.1:{server.server_address[1]}"
 
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    reference = measure_signature(key=key)
     pem = key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.TraditionalOpenSSL,
@@ -128,7 +195,7 @@ def main() -> None:
 
     # (b) community: it reads the key *file* and imports it on every call, and opens a new
     # connection per call (requests.request). We only redirect its endpoint to the local server.
-    from AmazonPay import Client as CommunityClient
+    from AmazonPay import Client as CommunityClient  # type: ignore[import-untyped]
 
     key_file = tempfile.NamedTemporaryFile("wb", suffix=".pem", delete=False)  # noqa: SIM115
     key_file.write(pem)
@@ -183,28 +250,10 @@ def main() -> None:
                 cpus += c
         results[name] = (walls, cpus)
 
+    reference = reference.merged(measure_signature(key=key))
     print(f"client_bench: {args.n} Get + {args.n} Complete calls per client against {base}")
     print("community client: endpoint attribute monkeypatched to the local http URL")
-    print(
-        f"{'client':<10} {'wall med ms':>11} {'wall p95 ms':>11}"
-        f" {'cpu med ms':>10} {'cpu p95 ms':>10}"
-    )
-    for name, (walls, cpus) in results.items():
-        print(
-            f"{name:<10} {statistics.median(walls) * 1e3:>11.3f} {p95(walls) * 1e3:>11.3f}"
-            f" {statistics.median(cpus) * 1e3:>10.3f} {p95(cpus) * 1e3:>10.3f}"
-        )
-    cpu = {name: statistics.median(c) for name, (_, c) in results.items()}
-    wall = {name: statistics.median(w) for name, (w, _) in results.items()}
-    print(
-        f"ours/floor      cpu {cpu['ours'] / cpu['floor']:.2f}x"
-        f"  wall {wall['ours'] / wall['floor']:.2f}x"
-        "  (target cpu <= 1.25x)"
-    )
-    print(
-        f"community/ours  cpu {cpu['community'] / cpu['ours']:.1f}x  "
-        f"wall {wall['community'] / wall['ours']:.1f}x  (target cpu >= 10x)"
-    )
+    print(format_table(report_rows(results, reference)))
     ours.close()
     floor_session.close()
     server.shutdown()

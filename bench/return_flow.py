@@ -1,7 +1,9 @@
 """Buyers through `/checkout/return` with the app under gunicorn, against the simulator.
 
     python bench/return_flow.py [--buyers 200] [--threads 4] [--latency-ms 0] [--clients 8]
-                                [--worker-class gthread|sync] [--compare-workers]
+                                [--worker-class gthread|sync] [--compare-workers] [--quick]
+
+`--quick` is a smoke run (60 buyers, a shorter loopback floor): about ten seconds.
 
 Setup: the standalone simulator runs in its own process (`return_flow.py serve-simulator`),
 served by its own `KeepAliveWSGIServer` from amazonpay/simulator/server.py - threaded, HTTP/1.1
@@ -63,17 +65,19 @@ Method, per figure:
                   app opened to the API; plus connections ESTABLISHED from the gunicorn processes
                   to the simulator port at the end (/proc/net/tcp + socket inodes of
                   /proc/<pid>/fd). Target: one per worker thread (gthread: --threads; sync: 1).
-  speed reference median time of a fixed pure-Python workload in the bench process, after the
-                  phases, cyclic GC off. The app's CPU and the simulator's per-call time move by
-                  tens of percent between runs (each run starts fresh processes) while this
-                  reference has stayed within a few percent: the drift is not the machine's
-                  speed as a whole. Judge the targets on several runs, not one.
+  sig             every time figure is also given as a multiple of one RSA-2048 PSS-SHA256
+                  signature (bench/units.py): thread CPU time in the bench process, cyclic GC
+                  off, median of batches measured before the servers start and again after the
+                  phases, so figures compare across machines of different speed (the targets
+                  stay in ms, as they were set). On a shared virtual machine the reference moves
+                  too - its batches' range is in the last row - and the app's CPU and the
+                  simulator's per-call time move by tens of percent between runs (each run
+                  starts fresh processes): judge the targets on several runs, not one.
 """
 
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import os
 import re
@@ -91,10 +95,17 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import requests
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.units import (  # noqa: E402
+    SignatureReference,
+    format_table,
+    measure_signature,
+    verdict,
+)
 from tests.support.buyer import AmazonReturn, HttpBuyer, simulator_requests  # noqa: E402
 from tests.support.servers import (  # noqa: E402
     ServerProcess,
@@ -524,7 +535,7 @@ class Floor:
     library: list[float]  # round trips through requests.Session
 
 
-def loopback_floor(simulator: ServerProcess, count: int = 300, warm: int = 50) -> Floor:
+def loopback_floor(simulator: ServerProcess, count: int, warm: int) -> Floor:
     request = f"GET {PING_PATH} HTTP/1.1\r\nHost: 127.0.0.1:{simulator.port}\r\n\r\n".encode()
     raw: list[float] = []
     fetch_timings(simulator.base_url)
@@ -556,31 +567,7 @@ def loopback_floor(simulator: ServerProcess, count: int = 300, warm: int = 50) -
     return Floor(raw=raw, network=network, server=server, library=library)
 
 
-def machine_speed(runs: int = 30) -> float:
-    """Median time of a fixed pure-Python workload (JSON, dict, str) of about 1 ms, with the
-    cyclic GC off: its cost grows with the bench's own heap, which is not the machine's speed."""
-    times = []
-    gc.disable()
-    try:
-        for _ in range(runs):
-            started = time.perf_counter()
-            for i in range(300):
-                json.loads(json.dumps({"id": i, "name": f"item-{i}", "tags": ["a", str(i)]}))
-            times.append(time.perf_counter() - started)
-    finally:
-        gc.enable()
-    return statistics.median(times)
-
-
 # ----------------------------------------------------------------------------- one configuration
-
-
-def ms(seconds: float) -> str:
-    return f"{seconds * 1000:.2f} ms"
-
-
-def ok(condition: bool) -> str:
-    return "yes" if condition else "NO"
 
 
 @dataclass
@@ -612,7 +599,9 @@ def start_simulator(work: Path, keys: Any, latency_ms: float) -> ServerProcess:
     )
 
 
-def run_configuration(args: argparse.Namespace, worker_class: str) -> Report:
+def run_configuration(
+    args: argparse.Namespace, worker_class: str, key: rsa.RSAPrivateKey, start: SignatureReference
+) -> Report:
     work = Path(tempfile.mkdtemp(prefix=f"bench-return-flow-{worker_class}-"))
     keys = generate_key_pair(work / "keys")
     threads = args.threads if worker_class == "gthread" else 1
@@ -633,6 +622,8 @@ def run_configuration(args: argparse.Namespace, worker_class: str) -> Report:
             return measure(
                 args,
                 worker_class=worker_class,
+                key=key,
+                start=start,
                 threads=threads,
                 app=app,
                 simulator=simulator,
@@ -648,6 +639,8 @@ def measure(
     args: argparse.Namespace,
     *,
     worker_class: str,
+    key: rsa.RSAPrivateKey,
+    start: SignatureReference,
     threads: int,
     app: ServerProcess,
     simulator: ServerProcess,
@@ -663,8 +656,9 @@ def measure(
     unloaded = run_phase("unloaded", rest[:unloaded_count], 1, app, simulator.base_url)
     loaded = run_phase("loaded", rest[unloaded_count:], args.clients, app, simulator.base_url)
     established = established_connections(app.pids(), simulator.port)
-    floor = loopback_floor(simulator)
-    speed = machine_speed()
+    floor = loopback_floor(simulator, count=args.floor_count, warm=args.floor_count // 6)
+    reference = start.merged(measure_signature(key=key))
+    fig = reference.figure
     phases = (warm, unloaded, loaded)
 
     everything = [r for p in phases for r in p.returns]
@@ -713,7 +707,7 @@ def measure(
             f"{statistics.mean(calls):.2f} (min {min(calls)}, max {max(calls)}; "
             f"{len(calls)} returns; unattributed {unattributed})",
             "<= 2",
-            ok(max(calls) <= 2 and unattributed == 0),
+            verdict(max(calls) <= 2 and unattributed == 0),
         ),
         (
             "  ... simulator log, per session",
@@ -735,57 +729,57 @@ def measure(
             ", ".join(f"{name} {count}" for name, count in overlapping.items())
             + (f" (+{handoffs} GIL hand-off, not overlap)" if handoffs else ""),
             "0",
-            ok(not any(overlapping.values())),
+            verdict(not any(overlapping.values())),
         ),
         (
             "app CPU per return, unloaded",
-            f"{ms(cpu_unloaded)} ({unloaded.cpu_system_share:.0%} sys)",
+            f"{fig(cpu_unloaded)}, {unloaded.cpu_system_share:.0%} sys",
             "<= 4 ms",
-            ok(cpu_unloaded <= 0.004),
+            verdict(cpu_unloaded <= 0.004),
         ),
         (
             "app CPU per return, loaded",
-            f"{ms(cpu_loaded)} ({loaded.cpu_system_share:.0%} sys)",
+            f"{fig(cpu_loaded)}, {loaded.cpu_system_share:.0%} sys",
             "<= 4 ms",
-            ok(cpu_loaded <= 0.004),
+            verdict(cpu_loaded <= 0.004),
         ),
         (
             "own overhead p50 (unloaded)",
-            ms(overhead_p50),
+            fig(overhead_p50),
             "<= 4 ms",
-            ok(overhead_p50 <= 0.004),
+            verdict(overhead_p50 <= 0.004),
         ),
-        ("own overhead p99 (unloaded)", ms(percentile(overheads, 0.99)), "", ""),
+        ("own overhead p99 (unloaded)", fig(percentile(overheads, 0.99)), "", ""),
         (
             "  ... minus network stack x (calls + 1)",
-            ms(overhead_p50 - hops * network_p50),
+            fig(overhead_p50 - hops * network_p50),
             "",
             "",
         ),
         (
             "return latency p50 / p99 (unloaded)",
-            f"{ms(statistics.median(unloaded.latencies))} / "
-            f"{ms(percentile(unloaded.latencies, 0.99))}",
+            f"{fig(statistics.median(unloaded.latencies))} / "
+            f"{fig(percentile(unloaded.latencies, 0.99))}",
             "",
             "",
         ),
         (
             "inside simulator per return / per call (p50)",
-            f"{ms(statistics.median(inside))} / {ms(statistics.median(per_call_inside))}",
+            f"{fig(statistics.median(inside))} / {fig(statistics.median(per_call_inside))}",
             "",
             "",
         ),
         (
             "loopback floor, empty request (p50 / p99)",
-            f"raw socket {ms(statistics.median(floor.raw))} / {ms(percentile(floor.raw, 0.99))}"
-            f" (server {ms(statistics.median(floor.server))}); "
-            f"requests.Session {ms(statistics.median(floor.library))}",
+            f"raw socket {fig(statistics.median(floor.raw))} / {fig(percentile(floor.raw, 0.99))}"
+            f" (server {fig(statistics.median(floor.server))}); "
+            f"requests.Session {fig(statistics.median(floor.library))}",
             "",
             "",
         ),
         (
             "  ... network stack per round trip (p50)",
-            ms(network_p50),
+            fig(network_p50),
             "",
             "",
         ),
@@ -797,7 +791,8 @@ def measure(
         ),
         (
             "return latency p50 / p99 (loaded)",
-            f"{ms(statistics.median(loaded.latencies))} / {ms(percentile(loaded.latencies, 0.99))}",
+            f"{fig(statistics.median(loaded.latencies))} / "
+            f"{fig(percentile(loaded.latencies, 0.99))}",
             "",
             "",
         ),
@@ -806,10 +801,10 @@ def measure(
             f"warm-up {len(warm.ports)}, new after warm-up {len(new_after_warmup)}, "
             f"established at end {established}; returns split over 2 connections {split}",
             f"<= {threads}, 0 new",
-            ok(len(all_ports) <= threads and not new_after_warmup),
+            verdict(len(all_ports) <= threads and not new_after_warmup),
         ),
-        ("failed returns", str(len(failures)), "0", ok(not failures)),
-        ("bench-process speed reference", ms(speed), "", ""),
+        ("failed returns", str(len(failures)), "0", verdict(not failures)),
+        reference.row(),
     ]
     db = "SQLite" if database_url.startswith("sqlite") else "PostgreSQL"
     title = (
@@ -822,18 +817,10 @@ def measure(
     return Report(title=title, rows=rows, failures=failures)
 
 
-def print_table(rows: list[tuple[str, ...]]) -> None:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for index, row in enumerate(rows):
-        print("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip())
-        if index == 0:
-            print("  ".join("-" * w for w in widths))
-
-
 def print_report(report: Report) -> None:
     print()
     print(report.title)
-    print_table([("metric", "value", "target", "ok"), *report.rows])
+    print(format_table(report.rows))
     if report.failures:
         print("failures:", report.failures[:5])
 
@@ -852,12 +839,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--compare-workers", action="store_true", help="run gthread and sync, one after the other"
     )
+    parser.add_argument(
+        "--quick", action="store_true", help="smoke run: --buyers 60 and a shorter loopback floor"
+    )
     args = parser.parse_args(argv)
+    args.floor_count = 100 if args.quick else 300
+    if args.quick:
+        args.buyers = 60
     if args.database_url and args.compare_workers:
         parser.error("--compare-workers needs a fresh database per run: omit --database-url")
 
     classes = WORKER_CLASSES if args.compare_workers else (args.worker_class,)
-    reports = [run_configuration(args, worker_class) for worker_class in classes]
+    # One key and a first measurement before any server runs; each configuration measures again
+    # after its phases (see "sig" in the module docstring).
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    start = measure_signature(key=key)
+    reports = [run_configuration(args, c, key, start) for c in classes]
     for report in reports:
         print_report(report)
     if len(reports) > 1:
@@ -867,7 +864,7 @@ def main(argv: list[str] | None = None) -> int:
         by_metric = [
             (row[0], *(r.rows[i][1] for r in reports)) for i, row in enumerate(reports[0].rows)
         ]
-        print_table([header, *by_metric])
+        print(format_table(by_metric, header=header))
     return 0 if not any(r.failures for r in reports) else 1
 
 
