@@ -74,17 +74,20 @@ def _timestamp(data: JSON, key: str) -> datetime | None:
 
 
 class _State(StrEnum):
-    """An object state. A StrEnum, so `state == "Open"` still holds for callers using strings."""
+    """An object state. A StrEnum, so `state == "Open"` still holds for callers using strings.
+
+    Besides Amazon's states each has UNSPECIFIED (`""`, falsy: Amazon sent no state) and UNKNOWN
+    (Amazon sent one we do not know, e.g. added later; the model's `state_raw` keeps it). They
+    differ on purpose: a caller may read a missing state as "unchanged" but never a new one.
+    """
 
     @classmethod
     def parse(cls, value: str | None) -> Self:
-        """The member for Amazon's string; UNKNOWN for one added later or a missing state."""
-        if value is not None:
-            try:
-                return cls(value)
-            except ValueError:
-                pass
-        return cls("Unknown")
+        """The member for Amazon's string: UNSPECIFIED when absent, UNKNOWN when unrecognised."""
+        try:
+            return cls(value or "")
+        except ValueError:
+            return cls("Unknown")
 
 
 class CheckoutSessionState(_State):
@@ -93,6 +96,7 @@ class CheckoutSessionState(_State):
     OPEN = "Open"
     COMPLETED = "Completed"
     CANCELED = "Canceled"
+    UNSPECIFIED = ""
     UNKNOWN = "Unknown"
 
 
@@ -102,6 +106,7 @@ class ChargePermissionState(_State):
     CHARGEABLE = "Chargeable"
     NON_CHARGEABLE = "NonChargeable"
     CLOSED = "Closed"
+    UNSPECIFIED = ""
     UNKNOWN = "Unknown"
 
 
@@ -114,6 +119,7 @@ class ChargeState(_State):
     CAPTURED = "Captured"
     CANCELED = "Canceled"
     DECLINED = "Declined"
+    UNSPECIFIED = ""
     UNKNOWN = "Unknown"
 
 
@@ -123,6 +129,7 @@ class RefundState(_State):
     REFUND_INITIATED = "RefundInitiated"
     REFUNDED = "Refunded"
     DECLINED = "Declined"
+    UNSPECIFIED = ""
     UNKNOWN = "Unknown"
 
 
@@ -342,7 +349,7 @@ class CheckoutSession:
 
     @property
     def state_raw(self) -> str:
-        """The state exactly as Amazon sent it ("" when it sent none)."""
+        """The state exactly as Amazon sent it ("" when it sent none), e.g. behind UNKNOWN."""
         return self.status_details.state_raw
 
     @property

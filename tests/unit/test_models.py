@@ -200,7 +200,7 @@ def test_every_documented_state_parses_to_its_member(model: Any, raw: str, membe
 def test_the_state_table_covers_every_member() -> None:
     for _, _, enum in MODELS:
         listed = {member for _, _, member in STATES if isinstance(member, enum)}
-        assert listed == set(enum) - {enum("Unknown")}
+        assert listed == set(enum) - {enum["UNSPECIFIED"], enum["UNKNOWN"]}
 
 
 @pytest.mark.parametrize(
@@ -208,28 +208,41 @@ def test_the_state_table_covers_every_member() -> None:
     [
         {"state": "SomethingAmazonAddsLater", "reasonCode": "NewReason"},
         {"state": "open"},  # states are case-sensitive on the wire
-        {"state": None},
-        {},
-        None,
-        "not an object",
+        {"state": "Unknown"},
     ],
-    ids=["new-state", "wrong-case", "null-state", "empty", "null", "not-object"],
+    ids=["new-state", "wrong-case", "literal-unknown"],
 )
 @pytest.mark.parametrize(("model", "id_field", "enum"), MODELS, ids=[m[0].__name__ for m in MODELS])
-def test_unknown_or_missing_state_is_unknown_and_keeps_the_raw_string(
+def test_a_state_we_do_not_know_is_unknown_and_keeps_the_raw_string(
+    model: Any, id_field: str, enum: type[StrEnum], status_details: dict[str, Any]
+) -> None:
+    parsed = model.from_json({id_field: "X-1", "statusDetails": status_details})
+    assert parsed.state is enum["UNKNOWN"]
+    assert parsed.state  # truthy: never mistaken for a missing state
+    assert parsed.state_raw == status_details["state"]
+
+
+@pytest.mark.parametrize(
+    "status_details",
+    [{"state": None}, {"state": ""}, {}, None, "not an object"],
+    ids=["null-state", "empty-state", "empty", "null", "not-object"],
+)
+@pytest.mark.parametrize(("model", "id_field", "enum"), MODELS, ids=[m[0].__name__ for m in MODELS])
+def test_a_missing_state_is_unspecified_and_falsy(
     model: Any, id_field: str, enum: type[StrEnum], status_details: Any
 ) -> None:
     parsed = model.from_json({id_field: "X-1", "statusDetails": status_details})
-    assert parsed.state is enum("Unknown")
-    expected_raw = status_details.get("state") if isinstance(status_details, dict) else None
-    assert parsed.state_raw == (expected_raw or "")
+    assert parsed.state is enum["UNSPECIFIED"]
+    assert not parsed.state  # `session.state or "Open"` keeps meaning "nothing said"
+    assert parsed.state == ""
+    assert parsed.state_raw == ""
 
 
 @pytest.mark.parametrize(("model", "id_field", "enum"), MODELS, ids=[m[0].__name__ for m in MODELS])
 def test_an_empty_object_parses(model: Any, id_field: str, enum: type[StrEnum]) -> None:
     parsed = model.from_json({})
     assert getattr(parsed, _snake(id_field)) == ""
-    assert parsed.state is enum("Unknown")
+    assert parsed.state is enum["UNSPECIFIED"]
     assert parsed.reason_code is None
     assert parsed.creation_timestamp is None
     assert parsed.raw == {}
