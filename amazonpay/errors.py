@@ -2,6 +2,7 @@
 
 Every failure the client reports is one of these; each API error carries the HTTP status,
 Amazon's `reasonCode`, its message and the `x-amz-pay-request-id` for support tickets.
+Sections cited are those of docs/amazon-pay-api.md.
 """
 
 from __future__ import annotations
@@ -198,7 +199,8 @@ class ServiceError(APIError):
 
 
 # reasonCodes whose meaning is fixed whatever status Amazon sends them with (the docs disagree on
-# 400 vs 422 for CheckoutSessionCanceled, and ProcessingFailure may come as a 500: section 5.3).
+# 400 vs 422 for CheckoutSessionCanceled, and ProcessingFailure may come as a 500:
+# docs/amazon-pay-api.md section 5.3).
 _REASON_CLASSES: dict[str, type[APIError]] = {
     "InvalidCheckoutSessionStatus": InvalidCheckoutSessionStatus,
     "CheckoutSessionCanceled": CheckoutSessionCanceled,

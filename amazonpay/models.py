@@ -2,6 +2,7 @@
 
 `from_json` is tolerant (unknown fields are ignored, missing ones become None, a state Amazon adds
 later becomes UNKNOWN) because Amazon adds fields over time; the untouched JSON stays as `raw`.
+Sections cited are those of docs/amazon-pay-api.md.
 """
 
 from __future__ import annotations
