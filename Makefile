@@ -48,6 +48,7 @@ test: deps system-deps node-deps lint
 	$(BIN)/pytest
 
 run: deps
+	$(BIN)/flask --app app db upgrade
 	$(BIN)/gunicorn 'app:create_app()' --bind $(HOST):$(PORT) --workers 1 --threads 4 --no-control-socket --access-logfile -
 
 bench: deps

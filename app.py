@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import click
-from flask import Flask, g, has_request_context, render_template
+from flask import Flask, g, has_request_context, render_template, request
 from flask.logging import default_handler
 from werkzeug.exceptions import HTTPException, InternalServerError
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -26,16 +26,17 @@ from amazonpay.client import checkout_js_url as default_checkout_js_url
 from amazonpay.notifications import NotificationVerifier, fetch_certificate
 from amazonpay.simulator import SIMULATOR_MERCHANT_ID, SIMULATOR_STORE_ID
 from config import ConfigurationError, Settings
-from storefront.button import ButtonSettings
-from storefront.checkout import ReturnHandler
-from storefront.offline import (
+from offline import (
     DEV_KEY_ID,
     OfflineSimulator,
     ensure_dev_key,
     ensure_secret_key,
     ensure_simulator,
 )
-from storefront.store import Store, create_store_engine
+from storefront.button import ButtonSettings
+from storefront.checkout import ReturnHandler
+from storefront.db import Store, create_store_engine
+from storefront.db.migrations import SchemaGate
 from storefront.views import register_blueprints
 from storefront.web import Shop, install_request_guards
 
@@ -107,7 +108,12 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         instance.mkdir(parents=True, exist_ok=True)
         database_url = f"sqlite:///{instance / 'storefront.sqlite3'}"
     store = Store(create_store_engine(database_url))
-    store.create_schema()
+    # No schema work beyond creating a new database's tables: upgrading one with rows is the
+    # operator's `flask --app app db upgrade`. A database that is down does not stop start-up.
+    schema = SchemaGate(
+        store.engine, recheck_seconds=float(app.config.get("SCHEMA_RECHECK_SECONDS", 2.0))
+    )
+    schema.ready()
 
     try:
         client = AmazonPayClient(
@@ -144,9 +150,12 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
             sandbox=settings.sandbox,
         ),
         checkout_js_url=checkout_js,
-        simulator=simulator,
         notifications=_notification_verifier(app, simulator),
+        schema=schema,
+        on_close=(simulator.shutdown,) if simulator is not None else (),
     )
+    if simulator is not None:
+        app.extensions["simulator"] = simulator
 
     install_request_guards(app, checkout_js)
     register_blueprints(app)
@@ -174,6 +183,14 @@ def _register_error_pages(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def _http_error(error: HTTPException) -> BaseResponse:
         code = error.code or 500
+        if code == 503:
+            # Our database is missing or behind: a buyer coming back from Amazon is told the
+            # payment is safe (it is: nothing was decided), never that it failed.
+            returning = request.endpoint == "checkout.checkout_return"
+            page = render_template("unavailable.html", returning=returning)
+            unavailable = app.make_response((page, 503))
+            unavailable.headers["Retry-After"] = "5"
+            return unavailable
         response = app.make_response((render_template("error.html", code=code), code))
         if code == 405 and getattr(error, "valid_methods", None):
             response.headers["Allow"] = ", ".join(error.valid_methods or [])  # type: ignore[attr-defined]
@@ -222,11 +239,25 @@ class _TaggedHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
 
 def _register_commands(app: Flask) -> None:
-    @app.cli.command("init-db")
-    def init_db() -> None:
-        """Create the database tables (idempotent)."""
-        app.extensions["shop"].store.create_schema()
-        click.echo("database ready")
+    @app.cli.group("db")
+    def db() -> None:
+        """The database schema: Alembic revisions in migrations/."""
+
+    @db.command("upgrade")
+    def db_upgrade() -> None:
+        """Bring the schema to this code's revision (safe beside running instances)."""
+        status = app.extensions["shop"].store.upgrade()
+        click.echo(status.message())
+        if not status.ready:
+            raise SystemExit(1)
+
+    @db.command("current")
+    def db_current() -> None:
+        """Say where the schema stands; exit 1 unless it is current."""
+        status = app.extensions["shop"].store.schema_status()
+        click.echo(status.message())
+        if not status.ready:
+            raise SystemExit(1)
 
     @app.cli.command("reconcile")
     @click.option(

@@ -14,7 +14,8 @@ from typing import Any
 
 from amazonpay.client import AmazonPayClient
 from amazonpay.models import Price
-from storefront.store import KIND_WALLET, PendingCheckout
+from storefront.db import PendingCheckout
+from storefront.states import CheckoutKind
 
 __all__ = ["ButtonSettings", "button_config"]
 
@@ -41,7 +42,7 @@ def checkout_payload(
             "checkoutMode": "ProcessOrder",
         },
     }
-    if pending.kind == KIND_WALLET:
+    if pending.kind == CheckoutKind.WALLET_SETUP:
         payload["chargePermissionType"] = "PaymentMethodOnFile"
         payload["paymentMethodOnFileMetadata"] = {"setupOnly": True}
         payload["paymentDetails"] = {"paymentIntent": "Confirm"}
@@ -75,7 +76,7 @@ def button_config(
         "ledgerCurrency": settings.ledger_currency,
         "checkoutLanguage": settings.checkout_language,
         "productType": "PayOnly",
-        "placement": "Other" if pending.kind == KIND_WALLET else "Checkout",
+        "placement": "Other" if pending.kind == CheckoutKind.WALLET_SETUP else "Checkout",
         "buttonColor": "Gold",
         "sandbox": settings.sandbox,
         "createCheckoutSessionConfig": {
@@ -85,7 +86,7 @@ def button_config(
             "algorithm": client.algorithm.value,
         },
     }
-    if pending.kind != KIND_WALLET and pending.amount is not None:
+    if pending.kind != CheckoutKind.WALLET_SETUP and pending.amount is not None:
         config["estimatedOrderAmount"] = {
             "amount": f"{pending.amount.quantize(Decimal('0.01'))}",
             "currencyCode": pending.currency,

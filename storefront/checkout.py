@@ -44,17 +44,8 @@ from amazonpay.errors import (
     ServiceError,
 )
 from amazonpay.models import CheckoutSession, Price
-from storefront.store import (
-    CLAIM_COMPLETED,
-    CLAIM_FAILED,
-    CLAIM_PENDING,
-    KIND_ONE_TIME,
-    KIND_WALLET,
-    PENDING_COMPLETED,
-    Claim,
-    PendingCheckout,
-    Store,
-)
+from storefront.db import Claim, PendingCheckout, Store
+from storefront.states import CheckoutKind, ClaimState, PendingState
 
 __all__ = [
     "REFERENCE_PATTERN",
@@ -92,7 +83,7 @@ class ReturnOutcome:
     """What the buyer should see. `checkout_kind` picks the failure redirect (wallet/checkout)."""
 
     kind: OutcomeKind
-    checkout_kind: str
+    checkout_kind: CheckoutKind
     reference: str | None
     reason: str  # for logs and tests; never shown to the buyer
 
@@ -170,11 +161,11 @@ class ReturnHandler:
     def handle_return(self, session_ids: Sequence[str], refs: Sequence[str]) -> ReturnOutcome:
         """Decide the outcome for `/checkout/return?ref=...&amazonCheckoutSessionId=...`."""
         reference = _single(refs, REFERENCE_PATTERN)
-        pending = self.store.get_pending(reference) if reference else None
+        pending = self.store.checkouts.get(reference) if reference else None
         if pending is None:
             reason = "unknown-reference" if reference else "malformed-reference"
             logger.warning("checkout return refused: %s", reason)
-            return ReturnOutcome(OutcomeKind.FAILURE, KIND_WALLET, None, reason)
+            return ReturnOutcome(OutcomeKind.FAILURE, CheckoutKind.WALLET_SETUP, None, reason)
 
         session_id = _single(session_ids, SESSION_ID_PATTERN)
         if session_id is None:
@@ -184,17 +175,17 @@ class ReturnHandler:
             return self._failure(pending, "malformed-session-id")
 
         expired = self.clock() - pending.created_at > self.max_age
-        if pending.state == PENDING_COMPLETED or expired:
+        if pending.state == PendingState.COMPLETED or expired:
             # Only a session without a claim is refused here; one with a claim is decided by it.
             # Otherwise the claim below reads the existing row itself, so the usual return
             # skips this read: an existing claim gives the same answers through the loop.
-            existing = self.store.get_claim(session_id)
+            existing = self.store.ledger.get(session_id)
             if existing is not None:
                 if existing.reference != pending.reference:
                     return self._foreign(pending, session_id)
                 if existing.decided:
                     return self._from_claim(pending, existing)
-            elif pending.state == PENDING_COMPLETED:
+            elif pending.state == PendingState.COMPLETED:
                 # Paid already through another session (a second tab): never complete twice;
                 # the other session is left Open and Amazon cancels it after 24 hours.
                 return self._success(pending, "already-completed")
@@ -205,7 +196,7 @@ class ReturnHandler:
         owner = secrets.token_hex(8)
         deadline = self.clock() + self.wait
         while True:
-            attempt = self.store.claim(
+            attempt = self.store.ledger.claim(
                 session_id,
                 pending.reference,
                 owner=owner,
@@ -220,7 +211,7 @@ class ReturnHandler:
                 return self._foreign(pending, session_id)
             if claim.decided:
                 return self._from_claim(pending, claim)
-            if claim.status == CLAIM_PENDING:
+            if claim.status == ClaimState.PENDING:
                 # Another request is reconciling it right now; its refresh will show the result.
                 return self._pending(pending, "reconciling-elsewhere")
             if self.clock() >= deadline:
@@ -239,7 +230,7 @@ class ReturnHandler:
         makes concurrent reconcilers and buyers safe.
         """
         moment = now or self.clock()
-        return self._settle(self.store.undecided_claims(moment, limit=limit), moment)
+        return self._settle(self.store.ledger.undecided(moment, limit=limit), moment)
 
     def reconcile_objects(
         self, object_ids: Iterable[str], now: datetime | None = None, *, limit: int = 5
@@ -251,7 +242,7 @@ class ReturnHandler:
         if not ids:
             return ReconcileReport()
         moment = now or self.clock()
-        claims = self.store.undecided_claims(moment, limit=limit, charge_ids=ids)
+        claims = self.store.ledger.undecided(moment, limit=limit, charge_ids=ids)
         return self._settle(claims, moment)
 
     def _settle(self, claims: Sequence[Claim], now: datetime) -> ReconcileReport:
@@ -259,12 +250,14 @@ class ReturnHandler:
 
     def _settle_one(self, found: Claim, now: datetime) -> Reconciled:
         session_id, reference = found.checkout_session_id, found.reference
-        pending = self.store.get_pending(reference)
+        pending = self.store.checkouts.get(reference)
         if pending is None:  # cannot happen through our writes; never guess the terms
             logger.warning("reconcile: claim without its pending checkout ref=%s", reference)
             return Reconciled(session_id, reference, None, "no-pending-checkout")
         owner = secrets.token_hex(8)
-        attempt = self.store.claim(session_id, reference, owner=owner, now=now, lease=self.lease)
+        attempt = self.store.ledger.claim(
+            session_id, reference, owner=owner, now=now, lease=self.lease
+        )
         if not attempt.won:
             # Decided meanwhile, or a buyer's request or another reconciler holds the lease.
             reason = "decided-elsewhere" if attempt.claim.decided else "claimed-elsewhere"
@@ -286,21 +279,21 @@ class ReturnHandler:
         """`processing`: whether the claim already bound the pending checkout (None: not tried)."""
         session_id = claim.checkout_session_id
         if processing is None:
-            processing = self.store.start_processing(pending.reference, session_id)
+            processing = self.store.checkouts.start_processing(pending.reference, session_id)
             if not processing:
-                self.store.release_claim(session_id, owner)
+                self.store.ledger.release(session_id, owner)
         if not processing:
             # Another checkout session of this same pending checkout is being completed; the
             # claim was rolled back (or released), so nothing blocks that session.
-            current = self.store.get_pending(pending.reference)
-            if current is not None and current.state == PENDING_COMPLETED:
+            current = self.store.checkouts.get(pending.reference)
+            if current is not None and current.state == PendingState.COMPLETED:
                 return self._success(pending, "already-completed")
             return self._pending(pending, "other-session-in-flight")
 
-        if claim.status == CLAIM_PENDING and claim.charge_id:
+        if claim.status == ClaimState.PENDING and claim.charge_id:
             return self._reconcile_charge(pending, claim)
 
-        was_pending = claim.status == CLAIM_PENDING
+        was_pending = claim.status == ClaimState.PENDING
         try:
             session = self.client.get_checkout_session(session_id)
         except (APIConnectionError, ServiceError, RateLimitError) as exc:
@@ -324,7 +317,7 @@ class ReturnHandler:
                 "checkout return refused: session belongs to another checkout ref=%s",
                 pending.reference,
             )
-            self.store.abandon_claim(session_id, pending.reference, owner)
+            self.store.ledger.abandon(session_id, pending.reference, owner)
             return self._failure(pending, "reference-mismatch")
 
         # A session object without statusDetails has not told us it left Open; Complete is
@@ -354,7 +347,7 @@ class ReturnHandler:
         """Why this Open session is not the one we offered, or None when it matches."""
         # A field Amazon left out is not a mismatch: Complete itself enforces the amount
         # (AmountMismatch) and the type (a setup-only `{}` fails on a paying session).
-        if pending.kind == KIND_WALLET:
+        if pending.kind == CheckoutKind.WALLET_SETUP:
             if session.charge_permission_type not in (None, "PaymentMethodOnFile"):
                 return "type-mismatch"
             if session.setup_only is False:
@@ -376,7 +369,7 @@ class ReturnHandler:
     def _complete(self, pending: PendingCheckout, session_id: str) -> ReturnOutcome:
         charge_amount = (
             Price.of(pending.amount, pending.currency)
-            if pending.kind == KIND_ONE_TIME and pending.amount is not None
+            if pending.kind == CheckoutKind.ONE_TIME and pending.amount is not None
             else None
         )
         try:
@@ -439,7 +432,7 @@ class ReturnHandler:
             _log_error("get_charge", exc)
             return self._mark_pending(pending, session_id, "charge-unavailable")
         if charge.state in _SUCCESS_CHARGE_STATES:
-            self.store.record_success(
+            self.store.ledger.record_success(
                 pending,
                 session_id,
                 charge_permission_id=claim.charge_permission_id,
@@ -463,7 +456,7 @@ class ReturnHandler:
         *,
         session_id: str | None = None,
     ) -> ReturnOutcome:
-        self.store.record_success(
+        self.store.ledger.record_success(
             pending,
             session_id or session.checkout_session_id,
             charge_permission_id=session.charge_permission_id,
@@ -476,7 +469,9 @@ class ReturnHandler:
     def _record_failure(
         self, pending: PendingCheckout, session_id: str, reason: str
     ) -> ReturnOutcome:
-        self.store.record_failure(session_id, pending.reference, reason=reason, now=self.clock())
+        self.store.ledger.record_failure(
+            session_id, pending.reference, reason=reason, now=self.clock()
+        )
         logger.info("checkout not completed ref=%s reason=%s", pending.reference, reason)
         return self._failure(pending, reason)
 
@@ -489,7 +484,7 @@ class ReturnHandler:
         charge_permission_id: str | None = None,
         charge_id: str | None = None,
     ) -> ReturnOutcome:
-        self.store.mark_pending(
+        self.store.ledger.mark_pending(
             session_id,
             reason=reason,
             now=self.clock(),
@@ -500,9 +495,9 @@ class ReturnHandler:
         return self._pending(pending, reason)
 
     def _from_claim(self, pending: PendingCheckout, claim: Claim) -> ReturnOutcome:
-        if claim.status == CLAIM_COMPLETED:
+        if claim.status == ClaimState.COMPLETED:
             return self._success(pending, "already-decided")
-        if claim.status == CLAIM_FAILED:
+        if claim.status == ClaimState.FAILED:
             return self._failure(pending, claim.reason or "already-failed")
         return self._pending(pending, claim.reason or "pending")
 

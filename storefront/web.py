@@ -9,6 +9,7 @@ from __future__ import annotations
 import hmac
 import re
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -21,8 +22,8 @@ from amazonpay.client import AmazonPayClient
 from amazonpay.notifications import NotificationVerifier
 from storefront.button import ButtonSettings
 from storefront.checkout import ReturnHandler
-from storefront.offline import OfflineSimulator
-from storefront.store import Store
+from storefront.db import Store
+from storefront.db.migrations import SchemaGate
 
 __all__ = [
     "Shop",
@@ -40,6 +41,8 @@ MAX_QUERY_BYTES = 2048  # a return URL carries two short ids; anything far longe
 # POST endpoints without our form token: Amazon's IPN carries no cookie of ours, and its SNS
 # signature is checked by the view instead. Exact endpoint names, nothing broader.
 CSRF_EXEMPT_ENDPOINTS = frozenset({"notifications.amazon_pay"})
+# Endpoints that answer without the database: the health check reports the schema itself.
+SCHEMA_EXEMPT_ENDPOINTS = frozenset({"static", "shop.healthz", None})
 
 
 @dataclass
@@ -51,19 +54,21 @@ class Shop:
     returns: ReturnHandler
     button: ButtonSettings
     checkout_js_url: str
-    simulator: OfflineSimulator | None
     notifications: NotificationVerifier
+    schema: SchemaGate
+    # Wiring's own clean-up (the embedded simulator in offline mode), run by close().
+    on_close: tuple[Callable[[], None], ...] = ()
     pending_reuse_window: timedelta = timedelta(hours=1)
 
     def now(self) -> datetime:
         return datetime.now(UTC)
 
     def close(self) -> None:
-        """Release the pool, the HTTP session and (in the owning process) the simulator."""
+        """Release the pool, the HTTP session and whatever the wiring asked to close."""
         self.client.close()
         self.store.engine.dispose()
-        if self.simulator is not None:
-            self.simulator.shutdown()
+        for close in self.on_close:
+            close()
 
 
 def shop() -> Shop:
@@ -179,6 +184,9 @@ def install_request_guards(app: Flask, checkout_js_url: str) -> None:
             and request.endpoint != "checkout.checkout_return"
         ):
             abort(400)
+        # Never serve against a schema older than the code (or a database not there yet).
+        if request.endpoint not in SCHEMA_EXEMPT_ENDPOINTS and not shop().schema.ready():
+            abort(503)
         if (
             request.method == "POST"
             and request.routing_exception is None  # unknown routes and methods: 404/405 first

@@ -8,7 +8,7 @@ from werkzeug.wrappers import Response as BaseResponse
 from storefront.button import button_config
 from storefront.catalog import CURRENCY, cart_lines, cart_snapshot, cart_total
 from storefront.checkout import OutcomeKind, valid_reference
-from storefront.store import KIND_ONE_TIME, KIND_WALLET, PENDING_COMPLETED
+from storefront.states import CheckoutKind, PendingState
 from storefront.views.wallet import NOTICE as WALLET_NOTICE
 from storefront.web import buyer_id, leave_notice, shop, take_notice
 
@@ -26,9 +26,9 @@ def checkout() -> str:
     total = cart_total(lines)
     config = None
     if lines:
-        pending = services.store.find_or_create_pending(
+        pending = services.store.checkouts.find_or_create(
             buyer_id=buyer_id(),
-            kind=KIND_ONE_TIME,
+            kind=CheckoutKind.ONE_TIME,
             amount=total,
             currency=CURRENCY,
             items=cart_snapshot(lines),
@@ -58,7 +58,7 @@ def checkout_return() -> BaseResponse | tuple[str, int]:
     if outcome.kind is OutcomeKind.PENDING:
         return render_template("pending.html", kind=outcome.checkout_kind), 200
     # Back to the start of checkout (seed, step 3), with the notice in the session cookie.
-    if outcome.checkout_kind == KIND_ONE_TIME:
+    if outcome.checkout_kind == CheckoutKind.ONE_TIME:
         leave_notice(NOTICE)
         return redirect(url_for("checkout.checkout"), 303)
     leave_notice(WALLET_NOTICE)
@@ -70,16 +70,16 @@ def result(reference: str) -> str:
     if not valid_reference(reference):
         abort(404)
     store = shop().store
-    pending = store.get_pending(reference)
-    if pending is None or pending.state != PENDING_COMPLETED:
+    pending = store.checkouts.get(reference)
+    if pending is None or pending.state != PendingState.COMPLETED:
         abort(404)
-    claim = store.completed_claim_for(reference)
-    order = store.get_order(reference) if pending.kind == KIND_ONE_TIME else None
-    if pending.kind == KIND_ONE_TIME and pending.buyer_id == session.get("buyer"):
+    claim = store.ledger.completed_for(reference)
+    order = store.orders.get(reference) if pending.kind == CheckoutKind.ONE_TIME else None
+    if pending.kind == CheckoutKind.ONE_TIME and pending.buyer_id == session.get("buyer"):
         session.pop("cart", None)  # paid: start a fresh cart
     return render_template(
         "result.html",
-        wallet=pending.kind == KIND_WALLET,
+        wallet=pending.kind == CheckoutKind.WALLET_SETUP,
         pending=pending,
         order=order,
         charge_permission_id=claim.charge_permission_id if claim else None,

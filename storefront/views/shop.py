@@ -66,6 +66,9 @@ def cart_clear() -> BaseResponse:
 
 @bp.get("/healthz")
 def healthz() -> tuple[BaseResponse, int]:
-    if shop().store.ping():
+    services = shop()
+    if not services.schema.ready():
+        return jsonify(status="error", database=services.schema.line), 503
+    if services.store.ping():
         return jsonify(status="ok", database="ok"), 200
     return jsonify(status="error", database="unavailable"), 503

@@ -6,7 +6,7 @@ from flask import Blueprint, render_template, url_for
 
 from storefront.button import button_config
 from storefront.catalog import CURRENCY
-from storefront.store import KIND_WALLET
+from storefront.states import CheckoutKind
 from storefront.web import buyer_id, shop, take_notice
 
 bp = Blueprint("wallet", __name__)
@@ -21,9 +21,9 @@ NOTICE = "wallet-failed"
 def wallet() -> str:
     services = shop()
     buyer = buyer_id()
-    pending = services.store.find_or_create_pending(
+    pending = services.store.checkouts.find_or_create(
         buyer_id=buyer,
-        kind=KIND_WALLET,
+        kind=CheckoutKind.WALLET_SETUP,
         amount=None,
         currency=CURRENCY,
         items=[],
@@ -33,7 +33,7 @@ def wallet() -> str:
     return_url = url_for("checkout.checkout_return", ref=pending.reference, _external=True)
     return render_template(
         "wallet.html",
-        methods=services.store.saved_payment_methods(buyer),
+        methods=services.store.wallets.for_buyer(buyer),
         button_config=button_config(services.client, services.button, pending, return_url),
         checkout_js_url=services.checkout_js_url,
         error=WALLET_FAILED if take_notice(NOTICE) else None,

@@ -112,7 +112,11 @@ def is_postgres(url: str) -> bool:
 
 def truncate_all_tables(conn: psycopg.Connection[Any]) -> None:
     """Empty every table in the public schema (one statement, ~10 ms); sequences restart."""
-    rows = conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'").fetchall()
+    # Every table but Alembic's version row: the schema stays at its revision.
+    rows = conn.execute(
+        "SELECT tablename FROM pg_tables"
+        " WHERE schemaname = 'public' AND tablename <> 'alembic_version'"
+    ).fetchall()
     if rows:
         names = ", ".join(f'"{name}"' for (name,) in rows)
         conn.execute(f"TRUNCATE {names} RESTART IDENTITY CASCADE")

@@ -59,7 +59,7 @@ def test_offline_wallet_flow_works_end_to_end(
 ) -> None:
     app = create_app(offline_config(tmp_path / "instance", DATABASE_URL=database_url))
     offline_apps.append(app)
-    base_url = app.extensions["shop"].simulator.base_url
+    base_url = app.extensions["simulator"].base_url
     person = Buyer(app.test_client(), SimulatorHarness(None, base_url))
 
     trip = person.pay("/wallet", "1111")
@@ -79,10 +79,10 @@ def test_apps_on_one_instance_share_the_simulator_and_take_over_a_dead_one(
 
     url = first.extensions["shop"].checkout_js_url
     assert second.extensions["shop"].checkout_js_url == url
-    assert second.extensions["shop"].simulator.handle is None  # reused, not started
+    assert second.extensions["simulator"].handle is None  # reused, not started
     assert first.config["SECRET_KEY"] == second.config["SECRET_KEY"]
 
-    first.extensions["shop"].simulator.shutdown()  # the owning worker died
+    first.extensions["simulator"].shutdown()  # the owning worker died
     third = create_app(offline_config(instance))
     offline_apps.append(third)
 
@@ -142,11 +142,13 @@ def test_credentials_without_a_readable_key_stop_start_up(tmp_path: Path) -> Non
         create_app(config)
 
 
-def test_init_db_command(tmp_path: Path, database_url: str, offline_apps: list[Flask]) -> None:
+def test_db_upgrade_command(tmp_path: Path, database_url: str, offline_apps: list[Flask]) -> None:
     app = create_app(offline_config(tmp_path / "instance", DATABASE_URL=database_url))
     offline_apps.append(app)
 
-    result = app.test_cli_runner().invoke(args=["init-db"])
+    result = app.test_cli_runner().invoke(args=["db", "upgrade"])
 
     assert result.exit_code == 0
-    assert "database ready" in result.output
+    assert "database schema is current" in result.output
+    current = app.test_cli_runner().invoke(args=["db", "current"])
+    assert (current.exit_code, current.output) == (0, result.output)

@@ -13,7 +13,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from storefront.checkout import OutcomeKind, ReconcileReport
-from storefront.store import CLAIM_COMPLETED, CLAIM_PENDING
+from storefront.states import ClaimState
 from tests.integration.conftest import AppFactory, Buyer, SimulatorHarness
 
 SUMMARY = "reconciled {}: {} completed, {} failed, {} still pending"
@@ -49,9 +49,9 @@ def test_a_dropped_complete_left_behind_is_settled_by_the_cli(
     assert first.status_code == 200
     assert 'data-testid="pending"' in first.get_data(as_text=True)
     store = app.extensions["shop"].store
-    claim = store.get_claim(session_id)
+    claim = store.ledger.get(session_id)
     assert claim is not None
-    assert claim.status == CLAIM_PENDING
+    assert claim.status == ClaimState.PENDING
     tried = completes(simulator, session_id)
     assert tried
     assert len({e["idempotency_key"] for e in tried}) == 1  # every retry: the same key
@@ -59,9 +59,9 @@ def test_a_dropped_complete_left_behind_is_settled_by_the_cli(
 
     assert run_reconcile(app) == SUMMARY.format(1, 1, 0, 0)
 
-    claim = store.get_claim(session_id)
+    claim = store.ledger.get(session_id)
     assert claim is not None
-    assert claim.status == CLAIM_COMPLETED
+    assert claim.status == ClaimState.COMPLETED
     assert claim.charge_permission_id
     reference = claim.reference
     result = buyer.client.get(f"/checkout/result/{reference}")
@@ -125,9 +125,9 @@ def test_two_reconcilers_and_a_refresh_racing_complete_once(
     assert len(completes(simulator, session_id)) == 1
     assert sum(r.count(OutcomeKind.SUCCESS) for r in results) <= 1
     assert all(r.count(OutcomeKind.FAILURE) == 0 for r in results)
-    claim = app_factory().extensions["shop"].store.get_claim(session_id)
+    claim = app_factory().extensions["shop"].store.ledger.get(session_id)
     assert claim is not None
-    assert claim.status == CLAIM_COMPLETED
+    assert claim.status == ClaimState.COMPLETED
     final = buyer.client.get(return_url)
     assert final.status_code == 303
     assert "your order is confirmed" in buyer.follow(final).get_data(as_text=True)

@@ -11,7 +11,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from amazonpay import signing
-from storefront.store import CLAIM_COMPLETED
+from storefront.states import ClaimState
 from tests.integration.conftest import (
     PAYMENT_FAILED,
     WALLET_FAILED,
@@ -226,8 +226,8 @@ def test_dropped_complete_response_never_shows_failure(
         first = buyer.client.get(return_url)
     assert first.status_code == 303
     assert RESULT_URL.match(first.headers["Location"])
-    claim = app.extensions["shop"].store.get_claim(session_id)
-    assert claim.status == CLAIM_COMPLETED
+    claim = app.extensions["shop"].store.ledger.get(session_id)
+    assert claim.status == ClaimState.COMPLETED
 
 
 # -- someone else's session id ------------------------------------------------------------------

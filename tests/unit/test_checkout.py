@@ -21,22 +21,13 @@ import psycopg
 import pytest
 import requests
 import responses
-import sqlalchemy
 from cryptography.hazmat.primitives.asymmetric import rsa
 from responses import matchers
 
 from amazonpay.client import AmazonPayClient, idempotency_key_for
 from storefront.checkout import OutcomeKind, ReconcileReport, ReturnHandler, ReturnOutcome
-from storefront.store import (
-    CLAIM_COMPLETED,
-    CLAIM_FAILED,
-    CLAIM_PENDING,
-    KIND_ONE_TIME,
-    KIND_WALLET,
-    PendingCheckout,
-    Store,
-    create_store_engine,
-)
+from storefront.db import PendingCheckout, Store, create_store_engine
+from storefront.states import CheckoutKind, ClaimState
 
 API = "https://pay-api.test/v2"
 SESSION_A = "5c4a0a43-4b34-4d85-9e3b-2f2f1c0e9a11"
@@ -87,12 +78,15 @@ def store(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[Store]:
         url = f"sqlite:///{tmp_path / 'shop.db'}"
     else:  # `postgres_url` fails (never skips) when PostgreSQL cannot start
         url, conn = request.getfixturevalue("postgres_store_url")
-        tables = conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+        tables = conn.execute(
+            "SELECT tablename FROM pg_tables"
+            " WHERE schemaname = 'public' AND tablename <> 'alembic_version'"
+        )
         names = ", ".join(f'"{name}"' for (name,) in tables.fetchall())
         if names:
             conn.execute(f"TRUNCATE {names} RESTART IDENTITY CASCADE")
     store = Store(create_store_engine(url))
-    store.create_schema()
+    store.upgrade()
     yield store
     store.engine.dispose()
 
@@ -111,9 +105,13 @@ def handler(
 
 
 def make_pending(
-    store: Store, clock: Clock, kind: str = KIND_WALLET, amount: str | None = None, buyer: str = "b"
+    store: Store,
+    clock: Clock,
+    kind: CheckoutKind = CheckoutKind.WALLET_SETUP,
+    amount: str | None = None,
+    buyer: str = "b",
 ) -> PendingCheckout:
-    return store.find_or_create_pending(
+    return store.checkouts.find_or_create(
         buyer_id=buyer * 22 if len(buyer) == 1 else buyer,
         kind=kind,
         amount=None if amount is None else Decimal(amount),
@@ -136,7 +134,7 @@ def session_json(
     amount: str | None = None,
     setup_only: bool = True,
 ) -> dict[str, Any]:
-    wallet = pending.kind == KIND_WALLET
+    wallet = pending.kind == CheckoutKind.WALLET_SETUP
     body: dict[str, Any] = {
         "checkoutSessionId": session_id,
         "statusDetails": {"state": state, "reasonCode": reason_code},
@@ -209,19 +207,19 @@ def test_wallet_setup_completes_with_empty_body_and_stable_key(
     outcome = returned(handler, SESSION_A, pending)
 
     assert outcome == ReturnOutcome(
-        OutcomeKind.SUCCESS, KIND_WALLET, pending.reference, "completed"
+        OutcomeKind.SUCCESS, CheckoutKind.WALLET_SETUP, pending.reference, "completed"
     )
-    methods = store.saved_payment_methods(pending.buyer_id)
+    methods = store.wallets.for_buyer(pending.buyer_id)
     assert [m.charge_permission_id for m in methods] == ["S01-1234567-7654321"]
-    claim = store.get_claim(SESSION_A)
+    claim = store.ledger.get(SESSION_A)
     assert claim is not None
-    assert claim.status == CLAIM_COMPLETED
+    assert claim.status == ClaimState.COMPLETED
 
 
 def test_one_time_completes_with_the_recorded_amount_and_records_the_order(
     handler: ReturnHandler, store: Store, clock: Clock, amazon: responses.RequestsMock
 ) -> None:
-    pending = make_pending(store, clock, KIND_ONE_TIME, "33.99")
+    pending = make_pending(store, clock, CheckoutKind.ONE_TIME, "33.99")
     amazon_completes(
         amazon,
         pending,
@@ -235,7 +233,7 @@ def test_one_time_completes_with_the_recorded_amount_and_records_the_order(
     outcome = returned(handler, SESSION_A, pending)
 
     assert outcome.kind is OutcomeKind.SUCCESS
-    order = store.get_order(pending.reference)
+    order = store.orders.get(pending.reference)
     assert order is not None
     assert (order.amount, order.charge_id) == (Decimal("33.99"), "S01-1234567-7654321-C000001")
 
@@ -257,7 +255,7 @@ def test_refresh_after_success_calls_amazon_no_more(
 def test_second_session_for_a_paid_checkout_is_never_completed(
     handler: ReturnHandler, store: Store, clock: Clock, amazon: responses.RequestsMock
 ) -> None:
-    pending = make_pending(store, clock, KIND_ONE_TIME, "10.00")
+    pending = make_pending(store, clock, CheckoutKind.ONE_TIME, "10.00")
     amazon_completes(amazon, pending)
     assert returned(handler, SESSION_A, pending).kind is OutcomeKind.SUCCESS
 
@@ -277,7 +275,7 @@ def test_session_completed_before_a_crash_is_recorded_as_success(
 
     assert outcome.kind is OutcomeKind.SUCCESS
     assert complete_calls(amazon) == []
-    assert store.saved_payment_methods(pending.buyer_id)
+    assert store.wallets.for_buyer(pending.buyer_id)
 
 
 @pytest.mark.parametrize("reason", ["InvalidCheckoutSessionStatus", "CheckoutSessionCanceled"])
@@ -303,7 +301,7 @@ def test_conflict_then_get_completed_is_success(
 
 
 @pytest.mark.parametrize("reason", ["BuyerCanceled", "Declined", "Expired", "AmazonRejected"])
-@pytest.mark.parametrize("kind", [KIND_WALLET, KIND_ONE_TIME])
+@pytest.mark.parametrize("kind", [CheckoutKind.WALLET_SETUP, CheckoutKind.ONE_TIME])
 def test_canceled_session_is_a_failure_of_its_kind(
     *,
     handler: ReturnHandler,
@@ -313,7 +311,9 @@ def test_canceled_session_is_a_failure_of_its_kind(
     reason: str,
     kind: str,
 ) -> None:
-    pending = make_pending(store, clock, kind, None if kind == KIND_WALLET else "12.00")
+    pending = make_pending(
+        store, clock, kind, None if kind == CheckoutKind.WALLET_SETUP else "12.00"
+    )
     amazon.get(get_url(SESSION_A), json=session_json(SESSION_A, pending))
     amazon.get(
         get_url(SESSION_A),
@@ -328,11 +328,11 @@ def test_canceled_session_is_a_failure_of_its_kind(
         kind,
         reason,
     )
-    claim = store.get_claim(SESSION_A)
+    claim = store.ledger.get(SESSION_A)
     assert claim is not None
-    assert claim.status == CLAIM_FAILED
+    assert claim.status == ClaimState.FAILED
     # The pending checkout opens again so the buyer can simply retry.
-    again = store.get_pending(pending.reference)
+    again = store.checkouts.get(pending.reference)
     assert again is not None
     assert again.state == "open"
 
@@ -353,7 +353,7 @@ def test_session_already_canceled_is_a_failure_without_complete(
 def test_amount_mismatch_from_amazon_is_a_failure(
     handler: ReturnHandler, store: Store, clock: Clock, amazon: responses.RequestsMock
 ) -> None:
-    pending = make_pending(store, clock, KIND_ONE_TIME, "20.00")
+    pending = make_pending(store, clock, CheckoutKind.ONE_TIME, "20.00")
     amazon.get(get_url(SESSION_A), json=session_json(SESSION_A, pending))
     amazon.post(complete_url(SESSION_A), status=409, json=error_body("AmountMismatch"))
 
@@ -365,10 +365,10 @@ def test_amount_mismatch_from_amazon_is_a_failure(
 @pytest.mark.parametrize(
     ("kind", "amount", "overrides", "reason"),
     [
-        (KIND_ONE_TIME, "20.00", {"amount": "0.01"}, "amount-mismatch"),
-        (KIND_WALLET, None, {"charge_permission_type": "OneTime"}, "type-mismatch"),
-        (KIND_WALLET, None, {"setup_only": False}, "setup-only-mismatch"),
-        (KIND_ONE_TIME, "20.00", {"charge_permission_type": "Recurring"}, "type-mismatch"),
+        (CheckoutKind.ONE_TIME, "20.00", {"amount": "0.01"}, "amount-mismatch"),
+        (CheckoutKind.WALLET_SETUP, None, {"charge_permission_type": "OneTime"}, "type-mismatch"),
+        (CheckoutKind.WALLET_SETUP, None, {"setup_only": False}, "setup-only-mismatch"),
+        (CheckoutKind.ONE_TIME, "20.00", {"charge_permission_type": "Recurring"}, "type-mismatch"),
     ],
 )
 def test_session_not_matching_the_record_is_refused_before_complete(
@@ -420,11 +420,11 @@ def test_hijacked_session_id_is_refused_and_the_owner_can_still_complete(
 
     assert (outcome.kind, outcome.reason) == (OutcomeKind.FAILURE, "reference-mismatch")
     assert complete_calls(amazon) == []
-    assert store.get_claim(SESSION_A) is None  # nothing blocks the real owner
+    assert store.ledger.get(SESSION_A) is None  # nothing blocks the real owner
 
     assert returned(handler, SESSION_A, victim).kind is OutcomeKind.SUCCESS
-    assert store.saved_payment_methods(victim.buyer_id)
-    assert not store.saved_payment_methods(attacker.buyer_id)
+    assert store.wallets.for_buyer(victim.buyer_id)
+    assert not store.wallets.for_buyer(attacker.buyer_id)
 
 
 def test_session_recorded_for_another_checkout_is_refused_without_calling_amazon(
@@ -460,7 +460,7 @@ def test_pending_checkout_older_than_24_hours_is_not_completed(
 def test_authorization_pending_then_authorized_on_refresh(
     handler: ReturnHandler, store: Store, clock: Clock, amazon: responses.RequestsMock
 ) -> None:
-    pending = make_pending(store, clock, KIND_ONE_TIME, "15.00")
+    pending = make_pending(store, clock, CheckoutKind.ONE_TIME, "15.00")
     amazon_completes(amazon, pending, status=202)
     charge_url = f"{API}/charges/S01-1234567-7654321-C000001"
     amazon.get(
@@ -470,21 +470,21 @@ def test_authorization_pending_then_authorized_on_refresh(
 
     first = returned(handler, SESSION_A, pending)
     assert (first.kind, first.reason) == (OutcomeKind.PENDING, "authorization-pending")
-    claim = store.get_claim(SESSION_A)
+    claim = store.ledger.get(SESSION_A)
     assert claim is not None
-    assert claim.status == CLAIM_PENDING
-    assert store.get_order(pending.reference) is None
+    assert claim.status == ClaimState.PENDING
+    assert store.orders.get(pending.reference) is None
 
     assert returned(handler, SESSION_A, pending).kind is OutcomeKind.PENDING  # still initiated
     assert returned(handler, SESSION_A, pending).kind is OutcomeKind.SUCCESS
-    assert store.get_order(pending.reference) is not None
+    assert store.orders.get(pending.reference) is not None
     assert len(complete_calls(amazon)) == 1
 
 
 def test_authorization_pending_then_declined_is_a_failure(
     handler: ReturnHandler, store: Store, clock: Clock, amazon: responses.RequestsMock
 ) -> None:
-    pending = make_pending(store, clock, KIND_ONE_TIME, "15.00")
+    pending = make_pending(store, clock, CheckoutKind.ONE_TIME, "15.00")
     amazon_completes(amazon, pending, status=202)
     amazon.get(
         f"{API}/charges/S01-1234567-7654321-C000001",
@@ -509,7 +509,7 @@ def test_lost_response_is_pending_then_reconciled_on_refresh(
     first = returned(handler, SESSION_A, pending)
 
     assert first.kind is OutcomeKind.PENDING
-    assert not store.saved_payment_methods(pending.buyer_id)
+    assert not store.wallets.for_buyer(pending.buyer_id)
 
     amazon.replace(
         responses.GET, get_url(SESSION_A), json=session_json(SESSION_A, pending, state="Completed")
@@ -517,7 +517,7 @@ def test_lost_response_is_pending_then_reconciled_on_refresh(
     second = returned(handler, SESSION_A, pending)
 
     assert second.kind is OutcomeKind.SUCCESS
-    assert store.saved_payment_methods(pending.buyer_id)
+    assert store.wallets.for_buyer(pending.buyer_id)
 
 
 def test_refresh_of_a_pending_open_session_completes_again_with_the_same_key(
@@ -579,7 +579,9 @@ def test_a_live_claim_makes_others_wait_then_show_pending(
     handler: ReturnHandler, store: Store, clock: Clock, amazon: responses.RequestsMock
 ) -> None:
     pending = make_pending(store, clock)
-    store.claim(SESSION_A, pending.reference, owner="other", now=clock(), lease=timedelta(hours=1))
+    store.ledger.claim(
+        SESSION_A, pending.reference, owner="other", now=clock(), lease=timedelta(hours=1)
+    )
 
     outcome = returned(handler, SESSION_A, pending)
 
@@ -591,7 +593,7 @@ def test_an_expired_lease_is_taken_over_with_the_same_idempotency_key(
     handler: ReturnHandler, store: Store, clock: Clock, amazon: responses.RequestsMock
 ) -> None:
     pending = make_pending(store, clock)
-    store.claim(
+    store.ledger.claim(
         SESSION_A, pending.reference, owner="crashed", now=clock(), lease=timedelta(seconds=5)
     )
     amazon_completes(
@@ -605,7 +607,7 @@ def test_an_expired_lease_is_taken_over_with_the_same_idempotency_key(
     outcome = returned(handler, SESSION_A, pending)  # polls past the 5 s lease, then takes over
 
     assert outcome.kind is OutcomeKind.SUCCESS
-    claim = store.get_claim(SESSION_A)
+    claim = store.ledger.get(SESSION_A)
     assert claim is not None
     assert claim.attempts == 2
 
@@ -643,13 +645,13 @@ def test_malformed_session_ids_never_reach_amazon(
     amazon: responses.RequestsMock,
     session_ids: list[str],
 ) -> None:
-    pending = make_pending(store, clock, KIND_ONE_TIME, "5.00")
+    pending = make_pending(store, clock, CheckoutKind.ONE_TIME, "5.00")
 
     outcome = handler.handle_return(session_ids, [pending.reference])
 
-    assert (outcome.kind, outcome.checkout_kind) == (OutcomeKind.FAILURE, KIND_ONE_TIME)
+    assert (outcome.kind, outcome.checkout_kind) == (OutcomeKind.FAILURE, CheckoutKind.ONE_TIME)
     assert len(amazon.calls) == 0
-    assert store.get_claim(SESSION_A) is None
+    assert store.ledger.get(SESSION_A) is None
 
 
 @pytest.mark.parametrize(
@@ -662,7 +664,7 @@ def test_missing_malformed_or_unknown_reference_never_reaches_amazon(
 ) -> None:
     outcome = handler.handle_return([SESSION_A], refs)
 
-    assert (outcome.kind, outcome.checkout_kind) == (OutcomeKind.FAILURE, KIND_WALLET)
+    assert (outcome.kind, outcome.checkout_kind) == (OutcomeKind.FAILURE, CheckoutKind.WALLET_SETUP)
     assert len(amazon.calls) == 0
 
 
@@ -708,7 +710,9 @@ SEED_LIKE_COMPLETED = {
 }
 
 
-@pytest.mark.parametrize(("kind", "amount"), [(KIND_WALLET, None), (KIND_ONE_TIME, "20.00")])
+@pytest.mark.parametrize(
+    ("kind", "amount"), [(CheckoutKind.WALLET_SETUP, None), (CheckoutKind.ONE_TIME, "20.00")]
+)
 def test_sparse_session_objects_are_completed_with_the_recorded_terms(
     *,
     handler: ReturnHandler,
@@ -764,9 +768,9 @@ def left_pending(
     amazon.get(get_url(SESSION_A), json=session_json(SESSION_A, pending))
     amazon.post(complete_url(SESSION_A), status=503, json=error_body("ServiceUnavailable"))
     assert returned(handler, SESSION_A, pending).kind is OutcomeKind.PENDING
-    claim = handler.store.get_claim(SESSION_A)
+    claim = handler.store.ledger.get(SESSION_A)
     assert claim is not None
-    assert claim.status == CLAIM_PENDING
+    assert claim.status == ClaimState.PENDING
 
 
 def test_reconcile_completes_a_pending_open_session_with_the_same_key(
@@ -784,10 +788,10 @@ def test_reconcile_completes_a_pending_open_session_with_the_same_key(
     report = handler.reconcile(clock())
 
     assert report.summary() == "reconciled 1: 1 completed, 0 failed, 0 still pending"
-    claim = store.get_claim(SESSION_A)
+    claim = store.ledger.get(SESSION_A)
     assert claim is not None
-    assert claim.status == CLAIM_COMPLETED
-    assert [m.charge_permission_id for m in store.saved_payment_methods(pending.buyer_id)] == [
+    assert claim.status == ClaimState.COMPLETED
+    assert [m.charge_permission_id for m in store.wallets.for_buyer(pending.buyer_id)] == [
         "S01-1234567-7654321"
     ]
     keys = {c.request.headers["x-amz-pay-idempotency-key"] for c in complete_calls(amazon)}
@@ -801,7 +805,7 @@ def test_reconcile_completes_a_pending_open_session_with_the_same_key(
 def test_reconcile_records_a_canceled_session_as_failure(
     handler: ReturnHandler, store: Store, clock: Clock, amazon: responses.RequestsMock
 ) -> None:
-    pending = make_pending(store, clock, KIND_ONE_TIME, "15.00")
+    pending = make_pending(store, clock, CheckoutKind.ONE_TIME, "15.00")
     left_pending(handler, amazon, pending)
     amazon.replace(
         responses.GET,
@@ -814,11 +818,11 @@ def test_reconcile_records_a_canceled_session_as_failure(
 
     assert report.summary() == "reconciled 1: 0 completed, 1 failed, 0 still pending"
     assert [(r.kind, r.reason) for r in report.results] == [(OutcomeKind.FAILURE, "BuyerCanceled")]
-    claim = store.get_claim(SESSION_A)
+    claim = store.ledger.get(SESSION_A)
     assert claim is not None
-    assert (claim.status, claim.reason) == (CLAIM_FAILED, "BuyerCanceled")
-    assert store.get_order(pending.reference) is None
-    reopened = store.get_pending(pending.reference)
+    assert (claim.status, claim.reason) == (ClaimState.FAILED, "BuyerCanceled")
+    assert store.orders.get(pending.reference) is None
+    reopened = store.checkouts.get(pending.reference)
     assert reopened is not None
     assert reopened.state == "open"  # the buyer may pay again
     assert len(complete_calls(amazon)) == completes
@@ -829,7 +833,7 @@ def test_reconcile_takes_over_a_crashed_claim_and_completes_with_the_same_key(
 ) -> None:
     pending = make_pending(store, clock)
     # A worker claimed the session, then died before writing anything else.
-    crashed = store.claim(
+    crashed = store.ledger.claim(
         SESSION_A,
         pending.reference,
         owner="crashed",
@@ -852,9 +856,9 @@ def test_reconcile_takes_over_a_crashed_claim_and_completes_with_the_same_key(
     report = handler.reconcile(clock())
 
     assert report.summary() == "reconciled 1: 1 completed, 0 failed, 0 still pending"
-    claim = store.get_claim(SESSION_A)
+    claim = store.ledger.get(SESSION_A)
     assert claim is not None
-    assert (claim.status, claim.attempts) == (CLAIM_COMPLETED, 2)
+    assert (claim.status, claim.attempts) == (ClaimState.COMPLETED, 2)
     assert len(complete_calls(amazon)) == 1
 
 
@@ -870,15 +874,15 @@ def test_reconcile_fails_a_session_still_open_after_24_hours_without_completing(
 
     assert [(r.kind, r.reason) for r in report.results] == [(OutcomeKind.FAILURE, "expired")]
     assert len(complete_calls(amazon)) == completes  # Amazon cancels it; we never complete it
-    claim = store.get_claim(SESSION_A)
+    claim = store.ledger.get(SESSION_A)
     assert claim is not None
-    assert claim.status == CLAIM_FAILED
+    assert claim.status == ClaimState.FAILED
 
 
 def test_reconcile_after_a_202_reads_the_charge_and_records_success(
     handler: ReturnHandler, store: Store, clock: Clock, amazon: responses.RequestsMock
 ) -> None:
-    pending = make_pending(store, clock, KIND_ONE_TIME, "15.00")
+    pending = make_pending(store, clock, CheckoutKind.ONE_TIME, "15.00")
     amazon_completes(amazon, pending, status=202)
     charge_url = f"{API}/charges/{CHARGE_ID}"
     amazon.get(charge_url, json={"chargeId": CHARGE_ID, "statusDetails": {"state": "Authorized"}})
@@ -887,7 +891,7 @@ def test_reconcile_after_a_202_reads_the_charge_and_records_success(
     report = handler.reconcile(clock())
 
     assert [(r.kind, r.reason) for r in report.results] == [(OutcomeKind.SUCCESS, "authorized")]
-    order = store.get_order(pending.reference)
+    order = store.orders.get(pending.reference)
     assert order is not None
     assert order.charge_id == CHARGE_ID
     assert len(complete_calls(amazon)) == 1
@@ -897,7 +901,7 @@ def test_reconcile_after_a_202_reads_the_charge_and_records_success(
 def test_reconcile_objects_settles_only_the_claims_an_ipn_names(
     handler: ReturnHandler, store: Store, clock: Clock, amazon: responses.RequestsMock
 ) -> None:
-    pending = make_pending(store, clock, KIND_ONE_TIME, "15.00")
+    pending = make_pending(store, clock, CheckoutKind.ONE_TIME, "15.00")
     amazon_completes(amazon, pending, status=202)
     amazon.get(
         f"{API}/charges/{CHARGE_ID}",
@@ -927,7 +931,7 @@ def test_reconcile_with_nothing_undecided_calls_amazon_not_at_all(
     )
     assert returned(handler, SESSION_B, canceled).kind is OutcomeKind.FAILURE
     busy = make_pending(store, clock, buyer="w")
-    store.claim(
+    store.ledger.claim(
         "9e8d7c6b-5a49-4838-b7a6-958473625140",
         busy.reference,
         owner="a-live-worker",
@@ -949,8 +953,10 @@ def test_reconcile_is_bounded_and_takes_the_stalest_claims_first(
     sessions = [f"00000000-0000-4000-8000-00000000000{i}" for i in range(3)]
     for i, session_id in enumerate(sessions):
         pending = make_pending(store, clock, buyer=f"buyer-{i}".ljust(22, "x"))
-        store.claim(session_id, pending.reference, owner="o", now=clock(), lease=handler.lease)
-        store.mark_pending(session_id, reason="complete-unknown", now=clock())
+        store.ledger.claim(
+            session_id, pending.reference, owner="o", now=clock(), lease=handler.lease
+        )
+        store.ledger.mark_pending(session_id, reason="complete-unknown", now=clock())
         clock.advance(1)
     amazon.get(re.compile(rf"{API}/checkoutSessions/.*"), body=requests.ConnectionError("down"))
 
@@ -1021,17 +1027,7 @@ def test_concurrent_reconcilers_and_a_refresh_complete_once(
     assert seen.kind in (OutcomeKind.SUCCESS, OutcomeKind.PENDING)  # never a failure
     completed_by_reconcilers = sum(r.count(OutcomeKind.SUCCESS) for r in outcomes)
     assert completed_by_reconcilers + (seen.reason == "completed") == 1
-    claim = store.get_claim(SESSION_A)
+    claim = store.ledger.get(SESSION_A)
     assert claim is not None
-    assert claim.status == CLAIM_COMPLETED
+    assert claim.status == ClaimState.COMPLETED
     assert returned(handlers[2], SESSION_A, pending).kind is OutcomeKind.SUCCESS
-
-
-def test_create_schema_adds_the_reconciler_index_to_an_existing_database(store: Store) -> None:
-    with store.engine.begin() as conn:
-        conn.execute(sqlalchemy.text("DROP INDEX ix_checkout_claims_status_lease"))
-
-    store.create_schema()
-
-    names = {i["name"] for i in sqlalchemy.inspect(store.engine).get_indexes("checkout_claims")}
-    assert "ix_checkout_claims_status_lease" in names

@@ -1,0 +1,340 @@
+"""The claim ledger: one row per Amazon operation, so it runs once however often it is asked.
+
+Today the operation is Complete Checkout Session, keyed by checkout session id.
+`INSERT ... ON CONFLICT DO NOTHING` picks one winner across threads, processes and instances; a
+lease lets a later request take over when the winner died mid-flight; the outcome (completed,
+failed, or pending = not known yet) is written in the same transaction as its effect.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy.engine import RowMapping
+
+from storefront.db.checkouts import PendingCheckout, PendingCheckouts
+from storefront.db.engine import Repository
+from storefront.db.orders import Orders
+from storefront.db.schema import checkout_claims
+from storefront.db.wallets import SavedWallets
+from storefront.states import CheckoutKind, ClaimState, OrderState
+
+__all__ = ["Claim", "ClaimAttempt", "ClaimLedger"]
+
+_UNDECIDED = (ClaimState.CLAIMED, ClaimState.PENDING)
+_DECIDED = (ClaimState.COMPLETED, ClaimState.FAILED)
+
+
+@dataclass(frozen=True)
+class Claim:
+    checkout_session_id: str
+    reference: str
+    status: ClaimState
+    lease_owner: str | None
+    lease_expires_at: datetime | None
+    attempts: int
+    reason: str | None
+    charge_permission_id: str | None
+    charge_id: str | None
+    created_at: datetime
+    updated_at: datetime
+
+    @property
+    def decided(self) -> bool:
+        return self.status.decided
+
+    def lease_live(self, now: datetime) -> bool:
+        return self.lease_expires_at is not None and self.lease_expires_at > now
+
+
+@dataclass(frozen=True)
+class ClaimAttempt:
+    """`won`: this caller holds the lease. `claim` is the row as it is after the attempt.
+
+    `processing` answers `claim(..., start_processing=True)` for a newly inserted claim: True when
+    the pending checkout was bound to the session in the same transaction, False when another
+    session holds it (the claim was then rolled back: `won` is True but no row was kept). None
+    when not asked, or when the claim was won by taking over a lease (bind it separately).
+    """
+
+    won: bool
+    claim: Claim
+    taken_over: bool = False
+    processing: bool | None = None
+
+
+def _claim(row: RowMapping) -> Claim:
+    return Claim(**{c.name: row[c.name] for c in checkout_claims.columns})
+
+
+class ClaimLedger(Repository):
+    """Claims on Complete Checkout Session, and the recording of their outcomes."""
+
+    def __init__(
+        self,
+        engine: Any,
+        *,
+        checkouts: PendingCheckouts,
+        orders: Orders,
+        wallets: SavedWallets,
+    ) -> None:
+        super().__init__(engine)
+        self._checkouts = checkouts
+        self._orders = orders
+        self._wallets = wallets
+        cc = checkout_claims.c
+        self._select_claim = select(checkout_claims).where(
+            cc.checkout_session_id == bindparam("p_sid")
+        )
+        # RETURNING the whole row: the winner needs no second read.
+        self._insert_claim = (
+            self._insert(checkout_claims)
+            .on_conflict_do_nothing(index_elements=["checkout_session_id"])
+            .returning(*checkout_claims.columns)
+        )
+        self._claim_completed = (
+            update(checkout_claims)
+            .where(cc.checkout_session_id == bindparam("p_sid"))
+            .values(
+                status=ClaimState.COMPLETED,
+                reason="Completed",
+                lease_owner=None,
+                charge_permission_id=bindparam("p_cpid"),
+                charge_id=bindparam("p_cid"),
+                updated_at=bindparam("p_now"),
+            )
+        )
+
+    def get(self, checkout_session_id: str) -> Claim | None:
+        with self.engine.connect() as conn:
+            row = (
+                conn.execute(self._select_claim, {"p_sid": checkout_session_id}).mappings().first()
+            )
+        return None if row is None else _claim(row)
+
+    def claim(
+        self,
+        checkout_session_id: str,
+        reference: str,
+        *,
+        owner: str,
+        now: datetime,
+        lease: timedelta,
+        start_processing: bool = False,
+    ) -> ClaimAttempt:
+        """Try to become the one worker completing this session; take over an expired lease.
+
+        With `start_processing`, a newly inserted claim also binds the pending checkout to the
+        session in the same transaction; when another session holds the pending checkout, that
+        transaction is rolled back, so no claim is left behind.
+        """
+        expires = now + lease
+        values = {
+            "checkout_session_id": checkout_session_id,
+            "reference": reference,
+            "status": ClaimState.CLAIMED,
+            "lease_owner": owner,
+            "lease_expires_at": expires,
+            "attempts": 1,
+            "created_at": now,
+            "updated_at": now,
+        }
+        with self.engine.connect() as conn, conn.begin() as transaction:
+            # RETURNING, not rowcount: psycopg reports no reliable rowcount for ON CONFLICT.
+            row = conn.execute(self._insert_claim, values).mappings().first()
+            if row is not None:
+                inserted = _claim(row)
+                if not start_processing:
+                    return ClaimAttempt(won=True, claim=inserted)
+                if self._checkouts.bind_session(conn, reference, checkout_session_id):
+                    return ClaimAttempt(won=True, claim=inserted, processing=True)
+                transaction.rollback()
+                return ClaimAttempt(won=True, claim=inserted, processing=False)
+        current = self.get(checkout_session_id)
+        if current is None:  # deleted between our insert and read (a refused foreign claim)
+            return self.claim(
+                checkout_session_id,
+                reference,
+                owner=owner,
+                now=now,
+                lease=lease,
+                start_processing=start_processing,
+            )
+        if current.decided or current.reference != reference or current.lease_live(now):
+            return ClaimAttempt(won=False, claim=current)
+        # The lease ran out (crashed worker, or a pending outcome waiting for reconciliation):
+        # exactly one caller wins this conditional update.
+        cc = checkout_claims.c
+        with self._tx() as conn:
+            taken = conn.execute(
+                update(checkout_claims)
+                .where(cc.checkout_session_id == checkout_session_id)
+                .where(cc.status.in_(_UNDECIDED))
+                .where(cc.attempts == current.attempts)
+                .where(cc.lease_expires_at.is_(None) | (cc.lease_expires_at <= now))
+                .values(
+                    lease_owner=owner,
+                    lease_expires_at=expires,
+                    attempts=current.attempts + 1,
+                    updated_at=now,
+                )
+            ).rowcount
+        after = self.get(checkout_session_id)
+        assert after is not None
+        return ClaimAttempt(won=taken == 1, claim=after, taken_over=taken == 1)
+
+    def undecided(
+        self, now: datetime, *, limit: int, charge_ids: Collection[str] | None = None
+    ) -> list[Claim]:
+        """Claims nobody is working on whose outcome is not decided, the stalest first.
+
+        That is every `pending` claim, and every `claimed` one whose lease ran out (its worker
+        died between Amazon's answer and our write). A live lease means someone holds it now.
+        With `charge_ids`, only claims whose charge permission or charge is one of them.
+        """
+        cc = checkout_claims.c
+        query = (
+            select(checkout_claims)
+            .where(cc.status.in_(_UNDECIDED))
+            .where(cc.lease_expires_at.is_(None) | (cc.lease_expires_at <= now))
+            .order_by(cc.updated_at, cc.checkout_session_id)
+            .limit(limit)
+        )
+        if charge_ids is not None:
+            ids = sorted(charge_ids)
+            if not ids:
+                return []
+            query = query.where(cc.charge_permission_id.in_(ids) | cc.charge_id.in_(ids))
+        with self.engine.connect() as conn:
+            return [_claim(row) for row in conn.execute(query).mappings()]
+
+    def release(self, checkout_session_id: str, owner: str) -> None:
+        """Forget a claim that should never have been made (a session of another checkout)."""
+        cc = checkout_claims.c
+        with self._tx() as conn:
+            conn.execute(
+                delete(checkout_claims)
+                .where(cc.checkout_session_id == checkout_session_id)
+                .where(cc.lease_owner == owner)
+                .where(cc.status == ClaimState.CLAIMED)
+            )
+
+    def abandon(self, checkout_session_id: str, reference: str, owner: str) -> None:
+        """Undo a claim for a session that turned out to belong to another checkout."""
+        cc = checkout_claims.c
+        with self._tx() as conn:
+            conn.execute(
+                delete(checkout_claims)
+                .where(cc.checkout_session_id == checkout_session_id)
+                .where(cc.lease_owner == owner)
+                .where(cc.status == ClaimState.CLAIMED)
+            )
+            self._checkouts.reopen(conn, reference, checkout_session_id, only_processing=True)
+
+    def mark_pending(
+        self,
+        checkout_session_id: str,
+        *,
+        reason: str,
+        now: datetime,
+        charge_permission_id: str | None = None,
+        charge_id: str | None = None,
+    ) -> None:
+        """Outcome unknown: keep the row, release the lease so the next visit reconciles."""
+        values: dict[str, Any] = {
+            "status": ClaimState.PENDING,
+            "reason": reason,
+            "lease_expires_at": now,
+            "updated_at": now,
+        }
+        if charge_permission_id:
+            values["charge_permission_id"] = charge_permission_id
+        if charge_id:
+            values["charge_id"] = charge_id
+        cc = checkout_claims.c
+        with self._tx() as conn:
+            conn.execute(
+                update(checkout_claims)
+                .where(cc.checkout_session_id == checkout_session_id)
+                .where(cc.status.not_in(_DECIDED))
+                .values(**values)
+            )
+
+    def record_failure(
+        self, checkout_session_id: str, reference: str, *, reason: str, now: datetime
+    ) -> None:
+        """Final failure; the pending checkout opens again so the buyer can retry."""
+        cc = checkout_claims.c
+        with self._tx() as conn:
+            conn.execute(
+                update(checkout_claims)
+                .where(cc.checkout_session_id == checkout_session_id)
+                .where(cc.status.not_in(_DECIDED))
+                .values(status=ClaimState.FAILED, reason=reason, lease_owner=None, updated_at=now)
+            )
+            self._checkouts.reopen(conn, reference, checkout_session_id, only_processing=False)
+
+    def record_success(
+        self,
+        pending: PendingCheckout,
+        checkout_session_id: str,
+        *,
+        charge_permission_id: str | None,
+        charge_id: str | None,
+        now: datetime,
+    ) -> None:
+        """Completed at Amazon: one transaction writes the claim, the order or saved wallet."""
+        with self._tx() as conn:
+            conn.execute(
+                self._claim_completed,
+                {
+                    "p_sid": checkout_session_id,
+                    "p_cpid": charge_permission_id,
+                    "p_cid": charge_id,
+                    "p_now": now,
+                },
+            )
+            self._checkouts.mark_completed(conn, pending.reference, checkout_session_id)
+            if pending.kind == CheckoutKind.WALLET_SETUP and charge_permission_id:
+                self._wallets.add(
+                    conn,
+                    buyer_id=pending.buyer_id,
+                    charge_permission_id=charge_permission_id,
+                    checkout_session_id=checkout_session_id,
+                    reference=pending.reference,
+                    now=now,
+                )
+            elif pending.kind == CheckoutKind.ONE_TIME:
+                self._orders.add(
+                    conn,
+                    reference=pending.reference,
+                    buyer_id=pending.buyer_id,
+                    amount=pending.amount or Decimal(0),
+                    currency=pending.currency,
+                    items=pending.items,
+                    status=OrderState.PAID,
+                    checkout_session_id=checkout_session_id,
+                    charge_permission_id=charge_permission_id,
+                    charge_id=charge_id,
+                    now=now,
+                )
+
+    def completed_for(self, reference: str) -> Claim | None:
+        """The claim that completed this pending checkout, if any."""
+        cc = checkout_claims.c
+        with self.engine.connect() as conn:
+            row = (
+                conn.execute(
+                    select(checkout_claims)
+                    .where(cc.reference == reference)
+                    .where(cc.status == ClaimState.COMPLETED)
+                )
+                .mappings()
+                .first()
+            )
+        return None if row is None else _claim(row)
