@@ -30,6 +30,13 @@ def append_session_id(url: str, session_id: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, parts.path, query, ""))
 
 
+def _return_url(session: JSONObject) -> str | None:
+    """Where the buyer goes back to the shop, with the session id appended (section 12)."""
+    web = session["webCheckoutDetails"]
+    target = web.get("checkoutResultReturnUrl") or web.get("checkoutReviewReturnUrl")
+    return append_session_id(target, session["checkoutSessionId"]) if target else None
+
+
 def _log_entry(operation: str, path: str, status: int, session_id: str | None) -> JSONObject:
     return {
         "operation": operation,
@@ -94,6 +101,7 @@ def register_pages(app: Flask, sim: Simulator) -> None:
             session=session,
             methods=PAYMENT_METHODS,
             merchant_id=sim.merchant_id,
+            return_url=_return_url(session),
         )
 
     @app.post("/hosted/<session_id>/choose")
@@ -109,11 +117,10 @@ def register_pages(app: Flask, sim: Simulator) -> None:
         entry = _log_entry("BuyerChoice", request.path, 303, session_id)
         entry["outcome"] = outcome
         sim.record(entry)
-        web = session["webCheckoutDetails"]
-        target = web.get("checkoutResultReturnUrl") or web.get("checkoutReviewReturnUrl")
-        if not target:
+        target = _return_url(session)
+        if target is None:
             return error_page(200, "Done", "The checkout has no return URL to go back to.")
-        return app.redirect(append_session_id(target, session_id), code=303)
+        return app.redirect(target, code=303)
 
 
 def _start_checkout(app: Flask, sim: Simulator, entry: JSONObject) -> Any:

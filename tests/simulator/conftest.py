@@ -181,7 +181,7 @@ def session_payload(
 
 
 def complete(
-    api: Api, session_id: str, body: Any = None, key: str | None = None
+    api: Api, session_id: str, body: Any = None, key: str | None = None, **sign_options: Any
 ) -> requests.Response:
     """Complete a session; the body defaults to a charge of USD_14."""
     return api.call(
@@ -189,6 +189,7 @@ def complete(
         f"/checkoutSessions/{session_id}/complete",
         {"chargeAmount": USD_14} if body is None else body,
         idempotency_key=key,
+        **sign_options,
     )
 
 

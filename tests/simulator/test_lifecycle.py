@@ -45,9 +45,8 @@ def test_a_new_session_is_open_with_every_field_and_the_buyer_constraint(api: Ap
     assert [c["constraintId"] for c in session["constraints"]] == ["BuyerNotAssociated"]
     assert session["buyer"] is None
     assert session["chargeId"] is None
-    assert session["webCheckoutDetails"]["amazonPayRedirectUrl"].endswith(
-        f"/hosted/{session['checkoutSessionId']}"
-    )
+    # Docs section 4: amazonPayRedirectUrl only once every constraint is cleared.
+    assert session["webCheckoutDetails"]["amazonPayRedirectUrl"] is None
 
 
 def test_missing_details_show_up_as_constraints_until_updated(api: Api) -> None:
@@ -78,8 +77,46 @@ def test_missing_details_show_up_as_constraints_until_updated(api: Api) -> None:
     assert response.status_code == 200, response.text
     updated = response.json()
     assert [c["constraintId"] for c in updated["constraints"]] == ["BuyerNotAssociated"]
-    assert updated["webCheckoutDetails"]["amazonPayRedirectUrl"]
+    assert updated["webCheckoutDetails"]["amazonPayRedirectUrl"] is None
     assert updated["paymentDetails"]["chargeAmount"] == {"amount": 9, "currencyCode": "USD"}
+
+
+@pytest.mark.parametrize(
+    ("steps", "constraints", "redirect"),
+    [
+        ([], ["BuyerNotAssociated"], False),
+        (["buyer"], [], True),
+        (["drop-amount", "buyer"], ["ChargeAmountNotSet"], False),
+        (["drop-amount", "buyer", "set-amount"], [], True),
+        (["buyer", "cancel"], [], False),
+    ],
+    ids=["new", "buyer", "buyer-no-amount", "buyer-then-amount", "canceled"],
+)
+def test_the_redirect_url_appears_only_once_every_constraint_is_cleared(
+    api: Api, steps: list[str], constraints: list[str], redirect: bool
+) -> None:
+    payload = session_payload()
+    if "drop-amount" in steps:
+        del payload["paymentDetails"]["chargeAmount"]
+    sid = api.create_session(payload)["checkoutSessionId"]
+    if "buyer" in steps:
+        assert api.control(f"sessions/{sid}/outcome", {"outcome": "success"}).status_code == 200
+    if "set-amount" in steps:
+        patch = {"paymentDetails": {"chargeAmount": USD_14}}
+        assert api.call("PATCH", f"/checkoutSessions/{sid}", patch).status_code == 200
+    if "cancel" in steps:
+        simulate = {"x-amz-pay-simulation-code": "BuyerCanceled"}
+        complete(api, sid, {"chargeAmount": USD_14}, extra_signed=simulate)
+    session = api.call("GET", f"/checkoutSessions/{sid}").json()
+    assert [c["constraintId"] for c in session["constraints"]] == constraints
+    url = session["webCheckoutDetails"]["amazonPayRedirectUrl"]
+    if redirect:
+        assert url == f"{api.base_url}/hosted/{sid}"
+        page = api.http.get(url)
+        assert 'data-testid="hosted-status"' in page.text
+        assert f"amazonCheckoutSessionId={sid}" in page.text  # the way back to the shop
+    else:
+        assert url is None
 
 
 def test_complete_authorizes_and_creates_permission_and_charge(

@@ -76,6 +76,7 @@ class SessionRecord:
     body: JSONObject
     environment: str
     created: datetime
+    hosted_base_url: str | None = None  # where amazonPayRedirectUrl points
     outcome: str | None = None  # "success" or "pending" once the buyer finished
 
 
@@ -168,7 +169,11 @@ class Sessions:
                 session["statusDetails"]["state"] == "Open"
                 and now >= record.created + SESSION_LIFETIME
             ):
-                session["statusDetails"] = self._core.status("Canceled", "Expired")
+                self._cancel(session, "Expired")
+
+    def _cancel(self, session: JSONObject, reason: str) -> None:
+        session["statusDetails"] = self._core.status("Canceled", reason)
+        session["webCheckoutDetails"]["amazonPayRedirectUrl"] = None
 
     def create(self, env: str, body: Any, *, hosted_base_url: str) -> JSONObject:
         """Create Checkout Session (section 5.1), from the API or the button's payloadJSON."""
@@ -210,13 +215,14 @@ class Sessions:
                 if k not in ("storeId", "chargePermissionType", "checkoutSessionId")
             },
         )
-        session["webCheckoutDetails"]["amazonPayRedirectUrl"] = None
-        record = SessionRecord(body=session, environment=env, created=now)
+        record = SessionRecord(
+            body=session, environment=env, created=now, hosted_base_url=hosted_base_url
+        )
         self.records[session_id] = record
-        self._refresh_constraints(record, hosted_base_url)
+        self._refresh_constraints(record)
         return copy.deepcopy(session)
 
-    def _refresh_constraints(self, record: SessionRecord, hosted_base_url: str | None) -> None:
+    def _refresh_constraints(self, record: SessionRecord) -> None:
         # Constraint ids and texts as seen in real responses (section 4).
         session = record.body
         constraints: list[JSONObject] = []
@@ -245,11 +251,12 @@ class Sessions:
                 }
             )
         session["constraints"] = constraints
-        ready = all(c["constraintId"] == "BuyerNotAssociated" for c in constraints)
-        if ready and record.outcome is None and hosted_base_url is not None:
-            web["amazonPayRedirectUrl"] = f"{hosted_base_url}/hosted/{session['checkoutSessionId']}"
-        elif not ready:
-            web["amazonPayRedirectUrl"] = None
+        # Section 4: amazonPayRedirectUrl is only returned once every constraint is cleared.
+        web["amazonPayRedirectUrl"] = (
+            f"{record.hosted_base_url}/hosted/{session['checkoutSessionId']}"
+            if not constraints and record.hosted_base_url is not None
+            else None
+        )
 
     def get(self, env: str, session_id: str) -> JSONObject:
         return copy.deepcopy(find(self.records, env, session_id).body)
@@ -272,7 +279,8 @@ class Sessions:
             )
         merge(session, patch)
         session["statusDetails"]["lastUpdatedTimestamp"] = self._core.stamp()
-        self._refresh_constraints(record, hosted_base_url)
+        record.hosted_base_url = hosted_base_url
+        self._refresh_constraints(record)
         return copy.deepcopy(session)
 
     def set_buyer_outcome(self, session_id: str, outcome: str) -> JSONObject:
@@ -299,11 +307,10 @@ class Sessions:
             session["paymentPreferences"] = [
                 {"paymentDescriptor": f"Visa ****{last_digits} (Amazon Pay)"}
             ]
-            session["constraints"] = []
-            session["webCheckoutDetails"]["amazonPayRedirectUrl"] = None
             session["statusDetails"]["lastUpdatedTimestamp"] = self._core.stamp()
+            self._refresh_constraints(record)
         else:
-            session["statusDetails"] = self._core.status("Canceled", outcome)
+            self._cancel(session, outcome)
         return copy.deepcopy(session)
 
     def complete(
@@ -333,7 +340,7 @@ class Sessions:
         _check_amounts(request, details, setup_only)
         if simulation in ("BuyerCanceled", "Declined", "AmazonCanceled"):
             # Section 11: the simulation string overrides the buyer's payment method.
-            session["statusDetails"] = self._core.status("Canceled", simulation)
+            self._cancel(session, simulation)
             _require_open(session)
         pending = (
             force_pending or record.outcome == "pending" or simulation == "AuthorizationInitiated"
@@ -355,6 +362,7 @@ class Sessions:
         session["chargePermissionId"] = permission_id
         session["statusDetails"] = self._core.status("Completed")
         session["constraints"] = []
+        session["webCheckoutDetails"]["amazonPayRedirectUrl"] = None
         return (202 if pending else 200), copy.deepcopy(session)
 
 
