@@ -534,3 +534,51 @@ def test_simulation_codes_are_sandbox_only(api: Api) -> None:
         400,
         "InvalidSandboxSimulationSpecified",
     )
+
+
+Pending = tuple[str, str, bool, int, str | None, tuple[str, str | None]]
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        ("card", "Authorize", True, 202, None, ("Completed", None)),
+        ("card", "AuthorizeWithCapture", True, 202, None, ("Completed", None)),
+        ("card", "Authorize", False, 422, "CheckoutSessionCanceled", ("Canceled", "Declined")),
+        ("card", "Confirm", False, 200, None, ("Completed", None)),
+        ("fault", "Authorize", True, 202, None, ("Completed", None)),
+        ("fault", "Authorize", False, 422, "CheckoutSessionCanceled", ("Canceled", "Declined")),
+        ("code", "Authorize", True, 202, None, ("Completed", None)),
+        ("code", "Authorize", False, 400, "InvalidSandboxSimulationSpecified", ("Open", None)),
+        ("code", "Confirm", True, 400, "InvalidSandboxSimulationSpecified", ("Open", None)),
+    ],
+    ids=lambda case: f"{case[0]}-{case[1]}-{'can' if case[2] else 'cannot'}-wait",
+)
+def test_a_pending_authorization_needs_can_handle_pending_authorization(
+    api: Api, case: Pending
+) -> None:
+    """Docs sections 5.2 and 11: 202 only when the session set canHandlePendingAuthorization;
+    without it the pending card (0701) or a pending fault fails the checkout, and the
+    AuthorizationInitiated simulation string is refused."""
+    source, intent, can_wait, status, reason, state = case
+    payload = session_payload(intent=intent)
+    payload["paymentDetails"]["canHandlePendingAuthorization"] = can_wait
+    sid = api.create_session(payload)["checkoutSessionId"]
+    outcome = "pending" if source == "card" else "success"
+    api.control(f"sessions/{sid}/outcome", {"outcome": outcome})
+    options: dict[str, Any] = {}
+    if source == "fault":
+        api.control("faults", {"operation": "CompleteCheckoutSession", "kind": "pending"})
+    if source == "code":
+        options["extra_signed"] = {"x-amz-pay-simulation-code": "AuthorizationInitiated"}
+    response = complete(api, sid, **options)
+    assert response.status_code == status, response.text
+    if reason:
+        assert response.json()["reasonCode"] == reason
+    session = api.call("GET", f"/checkoutSessions/{sid}").json()
+    assert (session["statusDetails"]["state"], session["statusDetails"]["reasonCode"]) == state
+    if status == 202:
+        charge = api.call("GET", f"/charges/{session['chargeId']}").json()
+        assert charge["statusDetails"]["state"] == "AuthorizationInitiated"
+    if intent == "Confirm" and status == 200:
+        assert session["chargeId"] is None

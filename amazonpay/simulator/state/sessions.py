@@ -342,12 +342,30 @@ class Sessions:
             # Section 11: the simulation string overrides the buyer's payment method.
             self._cancel(session, simulation)
             _require_open(session)
-        pending = (
+        intent = details.get("paymentIntent")
+        authorizes = not setup_only and intent in ("Authorize", "AuthorizeWithCapture")
+        can_wait = details.get("canHandlePendingAuthorization") is True
+        if simulation == "AuthorizationInitiated" and not (authorizes and can_wait):
+            raise SimulatorError(
+                400,
+                "InvalidSandboxSimulationSpecified",
+                "AuthorizationInitiated needs paymentIntent Authorize or AuthorizeWithCapture "
+                "and canHandlePendingAuthorization true",
+            )
+        pending = authorizes and (
             force_pending or record.outcome == "pending" or simulation == "AuthorizationInitiated"
         )
+        if pending and not can_wait:
+            # Sections 5.2 and 11: only a merchant that can handle a pending authorization gets
+            # one; otherwise the slow authorization is declined and the checkout fails.
+            self._cancel(session, "Declined")
+            session["statusDetails"]["reasonDescription"] = (
+                "The authorization did not complete in time and canHandlePendingAuthorization "
+                "was not set (TransactionTimedOut)."
+            )
+            _require_open(session)
         permission_id = self._permissions.create(env, session)
-        intent = details.get("paymentIntent")
-        if not setup_only and intent in ("Authorize", "AuthorizeWithCapture"):
+        if authorizes:
             amount, currency = parse_price(details["chargeAmount"], "chargeAmount")
             session["chargeId"] = self._charges.new(
                 env,
