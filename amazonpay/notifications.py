@@ -37,6 +37,7 @@ __all__ = [
     "IpnMessage",
     "Notification",
     "NotificationVerifier",
+    "confirm_subscription",
     "fetch_certificate",
     "parse_notification",
     "sns_string_to_sign",
@@ -181,7 +182,10 @@ def parse_notification(body: bytes | str | Mapping[str, Any]) -> Notification:
     # Lambda-style events spell it SigningCertUrl (section 10).
     if "SigningCertURL" not in envelope and "SigningCertUrl" in envelope:
         envelope["SigningCertURL"] = envelope["SigningCertUrl"]
-    missing = [k for k in (*_REQUIRED_KEYS, "SigningCertURL") if not envelope.get(k)]
+    required = [*_REQUIRED_KEYS, "SigningCertURL"]
+    if envelope.get("Type") == "SubscriptionConfirmation":
+        required += ["SubscribeURL", "Token"]  # both signed; the URL is what confirms
+    missing = [k for k in required if not envelope.get(k)]
     if missing:
         raise NotificationError(f"notification is missing {', '.join(missing)}")
 
@@ -331,8 +335,36 @@ def fetch_certificate(url: str, *, timeout: float = 5.0) -> bytes:
     return bytes(content)
 
 
+def confirm_subscription(url: str, *, timeout: float = 5.0) -> None:
+    """Confirm an SNS subscription: GET the SubscribeURL of a verified SubscriptionConfirmation.
+
+    Section 10. Call it only after `NotificationVerifier.verify` passed, which also checked the
+    URL's host. Redirects are refused and the answer's body is not read. Raises
+    NotificationError unless SNS answers 200; the message never holds the URL, whose query
+    carries the subscription's Token.
+    """
+    host = urlsplit(url).hostname
+    try:
+        response = requests.get(url, timeout=timeout, allow_redirects=False, stream=True)
+    except requests.RequestException as exc:
+        # str(exc) would repeat the URL, Token included.
+        raise NotificationError(
+            f"could not reach {host} to confirm the subscription: {type(exc).__name__}"
+        ) from None
+    with response:
+        if response.status_code != 200:
+            raise NotificationError(
+                f"{host} answered HTTP {response.status_code} to the subscription confirmation"
+            )
+
+
 def _utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+def _origin(url: str) -> tuple[str, str]:
+    parts = urlsplit(url)
+    return parts.scheme, parts.netloc
 
 
 @dataclass(frozen=True)
@@ -347,7 +379,8 @@ class NotificationVerifier:
     Thread-safe; build one per process and share it. Certificates are fetched and parsed once
     per URL and kept in a small LRU cache. `allow_cert_urls` names exact certificate URLs
     trusted besides the SNS rule: the offline simulator's `http://127.0.0.1:…/_simulator/sns-cert.pem`
-    in development, never in production.
+    in development, never in production. Their origins are likewise trusted for a
+    SubscriptionConfirmation's SubscribeURL.
     """
 
     def __init__(
@@ -372,6 +405,7 @@ class NotificationVerifier:
         self._host_pattern = trusted_cert_host_pattern
         self._topic_arns = expected_topic_arns
         self._allowed_urls = frozenset(allow_cert_urls)
+        self._allowed_origins = frozenset(_origin(url) for url in self._allowed_urls)
         self._max_age = max_age
         self._max_skew = max_clock_skew
         self._clock = clock
@@ -391,6 +425,8 @@ class NotificationVerifier:
                 f"unsupported SignatureVersion {notification.signature_version!r}"
             )
         self.check_cert_url(notification.signing_cert_url)
+        if notification.type == "SubscriptionConfirmation":
+            self.check_subscribe_url(notification.subscribe_url or "")
         if self._topic_arns is not None and notification.topic_arn not in self._topic_arns:
             raise NotificationError(f"unexpected TopicArn {notification.topic_arn!r}")
         now = self._clock()
@@ -438,6 +474,30 @@ class NotificationVerifier:
             or not parts.path.endswith(".pem")
         ):
             raise NotificationError(f"untrusted SigningCertURL {url!r}")
+
+    def check_subscribe_url(self, url: str) -> None:
+        """Raise NotificationError unless `url` may be fetched to confirm a subscription.
+
+        Section 10: https on a host like `sns.<region>.amazonaws.com(.cn)` (the certificate host
+        rule), or the origin of a trusted certificate URL (the offline simulator). The message
+        names the host only: the URL's query carries the Token.
+        """
+        try:
+            parts = urlsplit(url)
+            port = parts.port
+        except ValueError:
+            raise NotificationError("untrusted SubscribeURL") from None
+        if parts.username is not None or parts.password is not None or parts.fragment:
+            raise NotificationError(f"untrusted SubscribeURL on {parts.hostname!r}")
+        if (parts.scheme, parts.netloc) in self._allowed_origins:
+            return
+        if (
+            parts.scheme != "https"
+            or port not in (None, 443)
+            or not parts.hostname
+            or not self._host_pattern.fullmatch(parts.hostname)
+        ):
+            raise NotificationError(f"untrusted SubscribeURL on {parts.hostname!r}")
 
     def _check_age(self, timestamp: datetime, now: datetime) -> None:
         if timestamp < now - self._max_age:

@@ -33,6 +33,7 @@ from amazonpay.notifications import (
     IpnMessage,
     Notification,
     NotificationVerifier,
+    confirm_subscription,
     fetch_certificate,
     parse_notification,
     sns_string_to_sign,
@@ -727,6 +728,156 @@ def test_the_default_fetcher_wraps_connection_errors() -> None:
         rsps.add(responses.GET, CERT_URL, body=requests.ConnectionError("refused"))
         with pytest.raises(NotificationError, match="could not fetch"):
             fetch_certificate(CERT_URL)
+
+
+# -- subscription confirmations ---------------------------------------------------------------
+
+TOKEN = "2336412f37fb687f5d51e6e2425ba1f30ab1bd8c5b7a6d9f0e7c4c1c0a9b8d7e"
+SUBSCRIBE_URL = (
+    "https://sns.us-east-1.amazonaws.com/?Action=ConfirmSubscription"
+    f"&TopicArn={TOPIC}&Token={TOKEN}"
+)
+DEV_CERT_URL = "http://127.0.0.1:8443/_simulator/sns-cert.pem"
+
+
+def confirmation(signer: Signer, kind: str = "SubscriptionConfirmation", **fields: str) -> str:
+    data = {
+        "Type": kind,
+        "MessageId": str(uuid.uuid4()),
+        "Token": TOKEN,
+        "TopicArn": TOPIC,
+        "Message": f"You have chosen to subscribe to the topic {TOPIC}.",
+        "SubscribeURL": SUBSCRIBE_URL,
+        "Timestamp": _stamp(NOW - timedelta(seconds=30)),
+        "SignatureVersion": "1",
+        "SigningCertURL": CERT_URL,
+    }
+    data.update(fields)
+    return json.dumps(signer.sign(data))
+
+
+@pytest.mark.parametrize("missing", ["SubscribeURL", "Token"])
+def test_a_subscription_confirmation_needs_its_url_and_token(signer: Signer, missing: str) -> None:
+    data = json.loads(confirmation(signer))
+    del data[missing]
+    with pytest.raises(NotificationError, match=f"missing {missing}"):
+        parse_notification(json.dumps(data))
+
+
+@pytest.mark.parametrize("kind", ["SubscriptionConfirmation", "UnsubscribeConfirmation"])
+def test_a_genuine_confirmation_verifies(
+    signer: Signer, certificates: Certificates, kind: str
+) -> None:
+    notification = parse_notification(confirmation(signer, kind))
+    assert notification.type == kind
+    assert notification.subscribe_url == SUBSCRIBE_URL
+    assert notification.token == TOKEN
+    assert notification.message is None
+    make_verifier(certificates).verify(notification)
+
+
+@pytest.mark.parametrize("key", ["SubscribeURL", "Token", "Message", "Type"])
+def test_a_confirmation_changed_after_signing_does_not_verify(
+    signer: Signer, certificates: Certificates, key: str
+) -> None:
+    data = json.loads(confirmation(signer))
+    data[key] = {
+        "SubscribeURL": SUBSCRIBE_URL.replace("Token=", "Token=0"),
+        "Token": TOKEN[::-1],
+        "Message": "something else",
+        "Type": "UnsubscribeConfirmation",
+    }[key]
+    with pytest.raises(NotificationError, match="does not verify"):
+        make_verifier(certificates).verify(parse_notification(json.dumps(data)))
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        pytest.param(SUBSCRIBE_URL.replace("https://", "http://"), id="http"),
+        pytest.param("https://evil.example/?Action=ConfirmSubscription", id="foreign-host"),
+        pytest.param("https://sns.us-east-1.amazonaws.com.evil.example/", id="host-suffix"),
+        pytest.param("https://sns.us-east-1.amazonaws.com@evil.example/", id="userinfo"),
+        pytest.param("https://sns.us-east-1.amazonaws.com:8443/?Action=x", id="port"),
+        pytest.param("https://sns.us-east-1.amazonaws.com/#frag", id="fragment"),
+        pytest.param("https://sns.ab.amazonaws.com/?Action=x", id="short-region"),
+        pytest.param("https://sqs.us-east-1.amazonaws.com/?Action=x", id="not-sns"),
+        pytest.param("https://[::1/", id="unparsable"),
+        pytest.param("http://127.0.0.1:8443/confirm", id="simulator-origin-not-trusted"),
+        pytest.param("file:///etc/passwd", id="file"),
+    ],
+)
+def test_a_foreign_subscribe_url_is_refused_before_anything_is_fetched(
+    signer: Signer, certificates: Certificates, url: str
+) -> None:
+    notification = parse_notification(confirmation(signer, SubscribeURL=url))
+    with pytest.raises(NotificationError, match="untrusted SubscribeURL") as caught:
+        make_verifier(certificates).verify(notification)
+    assert TOKEN not in str(caught.value)
+    assert certificates.fetched == []
+
+
+def test_subscribe_urls_on_sns_hosts_and_the_trusted_simulator_origin_pass(
+    signer: Signer,
+) -> None:
+    verifier = make_verifier(Certificates({}), allow_cert_urls=[DEV_CERT_URL])
+    for url in (
+        SUBSCRIBE_URL,
+        "https://sns.cn-north-1.amazonaws.com.cn/?Action=ConfirmSubscription&Token=t",
+        "https://sns.eu-west-1.amazonaws.com:443/?Action=ConfirmSubscription",
+        "http://127.0.0.1:8443/_simulator/confirm?Token=t",  # the simulator's origin
+    ):
+        verifier.check_subscribe_url(url)
+    for url in ("http://127.0.0.1:8444/confirm", "https://127.0.0.1:8443/confirm"):
+        with pytest.raises(NotificationError, match="untrusted SubscribeURL"):
+            verifier.check_subscribe_url(url)
+
+
+def test_an_unsubscribe_confirmation_is_not_held_to_the_subscribe_url_rule(
+    signer: Signer, certificates: Certificates
+) -> None:
+    # Nothing is fetched for it, so its URL does not matter; the signature still does.
+    notification = parse_notification(
+        confirmation(signer, "UnsubscribeConfirmation", SubscribeURL="https://evil.example/")
+    )
+    make_verifier(certificates).verify(notification)
+
+
+def test_confirm_subscription_gets_the_url_once_with_the_timeout() -> None:
+    with responses.RequestsMock() as rsps:
+        rsps.add(responses.GET, SUBSCRIBE_URL, body="<ConfirmSubscriptionResponse/>")
+        confirm_subscription(SUBSCRIBE_URL, timeout=2.5)
+        assert len(rsps.calls) == 1
+        assert rsps.calls[0].request.url == SUBSCRIBE_URL
+        assert rsps.calls[0].request.req_kwargs["timeout"] == 2.5
+
+
+@pytest.mark.parametrize(
+    ("answer", "reason"),
+    [
+        pytest.param({"status": 404}, "HTTP 404", id="not-found"),
+        pytest.param({"status": 500}, "HTTP 500", id="server-error"),
+        pytest.param(
+            {"status": 302, "headers": {"Location": "https://evil.example/"}},
+            "HTTP 302",
+            id="redirect",
+        ),
+        pytest.param({"body": requests.ConnectTimeout(SUBSCRIBE_URL)}, "ConnectTimeout", id="tmo"),
+        pytest.param(
+            {"body": requests.ConnectionError(SUBSCRIBE_URL)}, "ConnectionError", id="conn"
+        ),
+    ],
+)
+def test_a_failed_confirmation_is_an_error_that_does_not_repeat_the_token(
+    answer: dict[str, Any], reason: str
+) -> None:
+    with responses.RequestsMock() as rsps:
+        rsps.add(responses.GET, SUBSCRIBE_URL, **answer)
+        with pytest.raises(NotificationError, match=reason) as caught:
+            confirm_subscription(SUBSCRIBE_URL)
+        assert len(rsps.calls) == 1  # the redirect is not followed
+    assert TOKEN not in str(caught.value)
+    assert "sns.us-east-1.amazonaws.com" in str(caught.value)
 
 
 # -- against the simulator --------------------------------------------------------------------
