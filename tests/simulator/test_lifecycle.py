@@ -582,3 +582,74 @@ def test_a_pending_authorization_needs_can_handle_pending_authorization(
         assert charge["statusDetails"]["state"] == "AuthorizationInitiated"
     if intent == "Confirm" and status == 200:
         assert session["chargeId"] is None
+
+
+def _completed_permission(api: Api, payload: dict[str, Any]) -> str:
+    sid = api.create_session(payload)["checkoutSessionId"]
+    api.control(f"sessions/{sid}/outcome", {"outcome": "success"})
+    response = complete(api, sid, {} if "paymentMethodOnFileMetadata" in payload else None)
+    assert response.status_code == 200, response.text
+    permission_id: str = response.json()["chargePermissionId"]
+    return permission_id
+
+
+def _timestamp(value: str) -> datetime:
+    return datetime.strptime(value, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("kind", "lifetime"),
+    [
+        ("one-time", timedelta(days=180)),
+        ("one-time-extended", timedelta(days=395)),  # 13 months, give or take a day
+        ("saved-wallet", None),
+    ],
+)
+def test_charge_permissions_expire_on_the_simulator_clock(
+    api: Api, kind: str, lifetime: timedelta | None
+) -> None:
+    """Docs section 5.1: a OneTime Charge Permission lasts 180 days (13 months with
+    extendExpiration) and is then Closed with reason Expired; a saved wallet does not expire."""
+    if kind == "saved-wallet":
+        payload = setup_only_payload()
+    else:
+        payload = session_payload()
+        payload["paymentDetails"]["extendExpiration"] = kind == "one-time-extended"
+    permission_id = _completed_permission(api, payload)
+    permission = api.call("GET", f"/chargePermissions/{permission_id}").json()
+    if lifetime is None:
+        assert permission["expirationTimestamp"] is None
+    else:
+        created = _timestamp(permission["creationTimestamp"])
+        expires = _timestamp(permission["expirationTimestamp"])
+        assert abs(expires - created - lifetime) <= timedelta(days=1)
+    api.control("clock", {"advance_seconds": 179 * 86400})
+    state = api.call("GET", f"/chargePermissions/{permission_id}").json()["statusDetails"]
+    assert state["state"] == "Chargeable"
+    api.control("clock", {"advance_seconds": 220 * 86400})  # 399 days in all
+    details = api.call("GET", f"/chargePermissions/{permission_id}").json()["statusDetails"]
+    if lifetime is None:
+        assert details["state"] == "Chargeable"
+        return
+    assert details["state"] == "Closed"
+    assert [r["reasonCode"] for r in details["reasons"]] == ["Expired"]
+    refused = api.call(
+        "POST",
+        "/charges",
+        {"chargePermissionId": permission_id, "chargeAmount": USD_14},
+        idempotency_key="after-expiry",
+    )
+    assert (refused.status_code, refused.json()["reasonCode"]) == (
+        422,
+        "InvalidChargePermissionStatus",
+    )
+
+
+def test_a_one_time_permission_is_still_chargeable_just_before_180_days(api: Api) -> None:
+    permission_id = _completed_permission(api, session_payload())
+    api.control("clock", {"advance_seconds": 180 * 86400 - 60})
+    details = api.call("GET", f"/chargePermissions/{permission_id}").json()["statusDetails"]
+    assert details["state"] == "Chargeable"
+    api.control("clock", {"advance_seconds": 120})
+    details = api.call("GET", f"/chargePermissions/{permission_id}").json()["statusDetails"]
+    assert (details["state"], details["reasons"][0]["reasonCode"]) == ("Closed", "Expired")

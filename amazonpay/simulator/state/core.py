@@ -3,6 +3,7 @@ prices and ids (docs/amazon-pay-api.md sections 4, 5.4 and 10)."""
 
 from __future__ import annotations
 
+import calendar
 import copy
 from collections.abc import Callable, Container, Mapping
 from dataclasses import dataclass
@@ -102,6 +103,14 @@ def unique_id(make: Callable[[], str], taken: Container[str]) -> str:
     while new in taken:
         new = make()
     return new
+
+
+def add_months(moment: datetime, months: int) -> datetime:
+    """The same day and time `months` later, on the month's last day when it is shorter."""
+    index = moment.month - 1 + months
+    year, month = moment.year + index // 12, index % 12 + 1
+    day = min(moment.day, calendar.monthrange(year, month)[1])
+    return moment.replace(year=year, month=month, day=day)
 
 
 def amz_timestamp(moment: datetime) -> str:

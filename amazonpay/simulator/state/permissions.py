@@ -7,7 +7,7 @@ import copy
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from amazonpay.simulator.state.core import (
@@ -15,6 +15,7 @@ from amazonpay.simulator.state.core import (
     Core,
     JSONObject,
     SimulatorError,
+    add_months,
     amz_timestamp,
     find,
     merge,
@@ -25,6 +26,7 @@ from amazonpay.simulator.state.core import (
 )
 
 ONE_TIME_PERMISSION_LIFETIME = timedelta(days=180)  # section 5.1
+EXTENDED_LIFETIME_MONTHS = 13  # section 4: paymentDetails.extendExpiration
 PERMISSION_STATES = ("Chargeable", "NonChargeable", "Closed")
 
 
@@ -32,6 +34,17 @@ PERMISSION_STATES = ("Chargeable", "NonChargeable", "Closed")
 class PermissionRecord:
     body: JSONObject
     environment: str
+    expires_at: datetime | None = None
+
+
+def _expiry(session: JSONObject, now: datetime) -> datetime | None:
+    """A OneTime Charge Permission expires after 180 days, or 13 months with extendExpiration
+    (sections 4 and 5.1); Recurring and PaymentMethodOnFile ones have no fixed expiry."""
+    if session["chargePermissionType"] != "OneTime":
+        return None
+    if session["paymentDetails"].get("extendExpiration") is True:
+        return add_months(now, EXTENDED_LIFETIME_MONTHS)
+    return now + ONE_TIME_PERMISSION_LIFETIME
 
 
 def _new_id(prefix: str) -> str:
@@ -46,6 +59,24 @@ class Permissions:
         self._core = core
         self._on_close_cancel = on_close_cancel
         self.records: dict[str, PermissionRecord] = {}
+
+    def tick(self) -> None:
+        """Close the Charge Permissions whose expiry has come (section 5.1)."""
+        now = self._core.now()
+        for permission_id, record in self.records.items():
+            due = record.expires_at is not None and now >= record.expires_at
+            if due and record.body["statusDetails"]["state"] != "Closed":
+                record.body["statusDetails"] = {
+                    "state": "Closed",
+                    "reasons": [
+                        {
+                            "reasonCode": "Expired",
+                            "reasonDescription": "The Charge Permission expired.",
+                        }
+                    ],
+                    "lastUpdatedTimestamp": amz_timestamp(now),
+                }
+                self._core.emit("CHARGE_PERMISSION", permission_id, permission_id)
 
     def find(self, env: str, permission_id: str) -> JSONObject:
         return find(self.records, env, permission_id).body
@@ -65,6 +96,7 @@ class Permissions:
                 "amountBalance": price_json(value, currency),
             }
         permission_type = session["chargePermissionType"]
+        expires_at = _expiry(session, now)
         body: JSONObject = {
             "chargePermissionId": permission_id,
             "chargePermissionReferenceId": None,
@@ -84,14 +116,12 @@ class Permissions:
                 "lastUpdatedTimestamp": amz_timestamp(now),
             },
             "creationTimestamp": amz_timestamp(now),
-            "expirationTimestamp": (
-                amz_timestamp(now + ONE_TIME_PERMISSION_LIFETIME)
-                if permission_type == "OneTime"
-                else None
-            ),
+            "expirationTimestamp": amz_timestamp(expires_at) if expires_at else None,
             "releaseEnvironment": env,
         }
-        self.records[permission_id] = PermissionRecord(body=body, environment=env)
+        self.records[permission_id] = PermissionRecord(
+            body=body, environment=env, expires_at=expires_at
+        )
         self._core.emit("CHARGE_PERMISSION", permission_id, permission_id)
         return permission_id
 

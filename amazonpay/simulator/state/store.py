@@ -44,6 +44,7 @@ class Store:
     def tick(self) -> None:
         """Apply every time-driven transition that is due."""
         self.sessions.tick()
+        self.permissions.tick()
         self.charges.tick()
         self.refunds.tick()
 
