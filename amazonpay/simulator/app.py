@@ -28,6 +28,7 @@ from amazonpay.simulator.routes import API_PATH, OPERATIONS
 from amazonpay.simulator.state import JSONObject, Store
 from amazonpay.simulator.throttling import Throttle
 from amazonpay.simulator.ticker import start_ticker
+from amazonpay.simulator.wallet import register_wallet_page
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
@@ -219,5 +220,6 @@ class Simulator:
             template_folder="templates",
         )
         register_pages(app, self)
+        register_wallet_page(app, self)
         register_control(app, self)
         return app

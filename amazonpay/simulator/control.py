@@ -119,10 +119,22 @@ def register_control(app: Flask, sim: Simulator) -> None:
     def permission_state(permission_id: str) -> Any:
         data = _body()
         state = str(data.get("state", ""))
-        reason = data.get("reason_code")
-        reason_code = str(reason) if reason else None
+        codes = data.get("reason_codes")
+        if codes is None:
+            codes = [data["reason_code"]] if data.get("reason_code") else []
+        if not isinstance(codes, list) or not all(isinstance(c, str) for c in codes):
+            return _bad("reason_codes must be a list of reason codes")
         return jsonify(
-            sim.transact(
-                lambda store: store.permissions.set_state(permission_id, state, reason_code)
-            )
+            sim.transact(lambda store: store.permissions.set_state(permission_id, state, codes))
+        )
+
+    @app.post("/_simulator/charge-permissions/<permission_id>/buyer")
+    def buyer_action(permission_id: str) -> Any:
+        data = _body()
+        action = str(data.get("action", ""))
+        card = data.get("card")
+        if card is not None and not isinstance(card, str):
+            return _bad("card must be a string of 4 digits")
+        return jsonify(
+            sim.transact(lambda store: store.permissions.buyer_action(permission_id, action, card))
         )

@@ -37,7 +37,8 @@ def _return_url(session: JSONObject) -> str | None:
     return append_session_id(target, session["checkoutSessionId"]) if target else None
 
 
-def _log_entry(operation: str, path: str, status: int, session_id: str | None) -> JSONObject:
+def log_entry(operation: str, path: str, status: int, session_id: str | None) -> JSONObject:
+    """A request-log entry for a page (README.md, `GET /_simulator/requests`)."""
     return {
         "operation": operation,
         "method": "POST",
@@ -64,8 +65,9 @@ def register_pages(app: Flask, sim: Simulator) -> None:
         response.headers.setdefault("x-amz-pay-request-id", str(uuid.uuid4()))
         if response.mimetype == "text/html":
             # No form-action: the buyer's choice redirects to the shop's return URL.
-            response.headers["content-security-policy"] = (
-                "default-src 'none'; style-src 'self'; img-src 'self'; frame-ancestors 'none'"
+            response.headers.setdefault(
+                "content-security-policy",
+                "default-src 'none'; style-src 'self'; img-src 'self'; frame-ancestors 'none'",
             )
         return response
 
@@ -85,7 +87,7 @@ def register_pages(app: Flask, sim: Simulator) -> None:
     def button_checkout() -> Any:
         # The button's top-level form POST: verify the static signature over the exact
         # payloadJSON (section 3) and create the session from it.
-        entry = _log_entry("ButtonCheckout", request.path, 400, None)
+        entry = log_entry("ButtonCheckout", request.path, 400, None)
         try:
             return _start_checkout(app, sim, entry)
         finally:
@@ -114,7 +116,7 @@ def register_pages(app: Flask, sim: Simulator) -> None:
             session = sim.set_buyer_outcome(session_id, outcome)
         except SimulatorError as error:
             return error_page(error.status, "Checkout not possible", error.message)
-        entry = _log_entry("BuyerChoice", request.path, 303, session_id)
+        entry = log_entry("BuyerChoice", request.path, 303, session_id)
         entry["outcome"] = outcome
         sim.record(entry)
         target = _return_url(session)

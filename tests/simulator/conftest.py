@@ -220,3 +220,43 @@ def buyer_session(api: Api) -> dict[str, Any]:
     )
     assert response.status_code == 200, response.text
     return session
+
+
+def saved_wallet(api: Api, outcome: str = "success") -> str:
+    """A saved wallet (setup-only PaymentMethodOnFile) whose buyer chose `outcome`'s card; the
+    id of its Charge Permission."""
+    sid = api.create_session(setup_only_payload(), key=f"setup-{outcome}")["checkoutSessionId"]
+    chosen = api.control(f"sessions/{sid}/outcome", {"outcome": outcome})
+    assert chosen.status_code == 200, chosen.text
+    response = complete(api, sid, {})
+    assert response.status_code == 200, response.text
+    permission_id: str = response.json()["chargePermissionId"]
+    return permission_id
+
+
+@pytest.fixture
+def wallet(api: Api) -> str:
+    """The Charge Permission id of a saved wallet with the succeeding card (1111)."""
+    return saved_wallet(api)
+
+
+def create_charge(
+    api: Api,
+    permission_id: str,
+    amount: str = "14.00",
+    key: str = "charge-1",
+    simulation: str | None = None,
+    **fields: Any,
+) -> requests.Response:
+    """Create Charge on a saved wallet the way the shop does it (contract: `CITU` on the web),
+    optionally with a sandbox simulation string (docs section 11)."""
+    body: dict[str, Any] = {
+        "chargePermissionId": permission_id,
+        "chargeAmount": {"amount": amount, "currencyCode": "USD"},
+        "chargeInitiator": "CITU",
+        "channel": "Web",
+        "captureNow": False,
+        **fields,
+    }
+    extra = {"x-amz-pay-simulation-code": simulation} if simulation else None
+    return api.call("POST", "/charges", body, idempotency_key=key, extra_signed=extra)

@@ -15,7 +15,7 @@ from werkzeug.serving import make_server
 
 from amazonpay import signing
 from amazonpay.simulator import ServerHandle
-from tests.simulator.conftest import SANDBOX_KEY_ID, Api, Keys, session_payload
+from tests.simulator.conftest import SANDBOX_KEY_ID, Api, Keys, saved_wallet, session_payload
 from tests.support.browser import CHROMIUM_ARGS, CSP_LISTENER_SCRIPT, chromium_path
 
 BUTTON_JS = b"""
@@ -114,3 +114,35 @@ def test_keyboard_buyer_goes_from_the_shop_button_to_the_return_url(shop: str, a
     session = api.call("GET", f"/checkoutSessions/{session_id}").json()
     assert session["statusDetails"]["state"] == "Open"
     assert session["buyer"] is not None
+
+
+@pytest.mark.e2e
+def test_keyboard_buyer_fixes_a_saved_wallet_on_the_update_page(api: Api) -> None:
+    """The stand-in for Amazon's update page (docs section 6) works with the keyboard alone and
+    without a CSP violation."""
+    permission_id = saved_wallet(api)
+    api.control(f"charge-permissions/{permission_id}/buyer", {"action": "expire_card"})
+    url = f"{api.base_url}/jr/your-account/ba/{permission_id}"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(chromium_path()), args=CHROMIUM_ARGS
+        )
+        try:
+            page = browser.new_page()
+            page.add_init_script(CSP_LISTENER_SCRIPT)
+            page.goto(url)
+            assert page.get_by_test_id("wallet-state").inner_text() == "NonChargeable"
+            for _ in range(10):  # Tab until the update button has the focus
+                page.keyboard.press("Tab")
+                if page.evaluate("document.activeElement.id") == "update-payment-method":
+                    break
+            assert page.evaluate("document.activeElement.id") == "update-payment-method"
+            page.keyboard.press("Enter")
+            page.wait_for_url(f"{url}?updated=1")
+            assert page.get_by_test_id("wallet-updated").is_visible()
+            assert page.get_by_test_id("wallet-state").inner_text() == "Chargeable"
+            assert page.evaluate("window.__cspViolations") == []
+        finally:
+            browser.close()
+    details = api.call("GET", f"/chargePermissions/{permission_id}").json()["statusDetails"]
+    assert details["state"] == "Chargeable"

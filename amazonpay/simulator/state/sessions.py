@@ -22,7 +22,7 @@ from amazonpay.simulator.state.core import (
     parse_price,
     same_price,
 )
-from amazonpay.simulator.state.permissions import Permissions
+from amazonpay.simulator.state.permissions import Permissions, payment_descriptor
 
 SESSION_LIFETIME = timedelta(hours=24)  # section 4 / 5.2: Open sessions cancel after 24 h
 
@@ -34,6 +34,8 @@ PAYMENT_METHODS: dict[str, str] = {
     "0701": "pending",
 }
 OUTCOMES = ("success", "BuyerCanceled", "Declined", "pending", "AmazonRejected")
+# The card a buyer's successful outcome leaves in the wallet (section 11).
+_CARDS = {"success": "1111", "pending": "0701"}
 
 _UPDATABLE = frozenset(
     {
@@ -303,9 +305,8 @@ class Sessions:
             session["billingAddress"] = copy.deepcopy(_SIMULATED_ADDRESS)
             if session["productType"] != "PayOnly":
                 session["shippingAddress"] = copy.deepcopy(_SIMULATED_ADDRESS)
-            last_digits = "0701" if outcome == "pending" else "1111"
             session["paymentPreferences"] = [
-                {"paymentDescriptor": f"Visa ****{last_digits} (Amazon Pay)"}
+                {"paymentDescriptor": payment_descriptor(_CARDS[outcome])}
             ]
             session["statusDetails"]["lastUpdatedTimestamp"] = self._core.stamp()
             self._refresh_constraints(record)
@@ -364,7 +365,9 @@ class Sessions:
                 "was not set (TransactionTimedOut)."
             )
             _require_open(session)
-        permission_id = self._permissions.create(env, session)
+        permission_id = self._permissions.create(
+            env, session, card=_CARDS.get(record.outcome, "1111")
+        )
         if authorizes:
             amount, currency = parse_price(details["chargeAmount"], "chargeAmount")
             session["chargeId"] = self._charges.new(
