@@ -7,7 +7,56 @@ Command-line flags still win. Why these values:
   money is moving. The claim's 90 s lease stays longer than this.
 - control_socket_disable: gunicorn 27 otherwise shares one control socket per user
   (~/.gunicorn/gunicorn.ctl) between every instance on the machine.
+- logger_class: the access log (`--access-logfile`) would record every return URL with its
+  `ref` and `amazonCheckoutSessionId`, and every result page with its unguessable reference
+  (docs/contract.md); MaskingLogger writes `***` in their place.
 """
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from typing import Any
+
+from gunicorn.glogging import Logger  # type: ignore[import-untyped]
+
+# Query parameters whose values identify a buyer's checkout (docs/contract.md: the return URL,
+# the saved-wallet form, staff refunds). Matched after `?`, `&` or `;`, or at the start of a bare
+# query string, in any letter case, the way a request line, a Referer or QUERY_STRING holds them.
+_SECRET_PARAMETER = re.compile(
+    r"(?P<name>(?:^|[?&;])(?:amazonCheckoutSessionId|ref|request_id|charge_permission_id)=)"
+    r"[^&;#\s\"]*",
+    re.IGNORECASE,
+)
+# The success page's path is its reference: `/checkout/result/<ref>`.
+_RESULT_PATH = re.compile(r"(?P<name>/checkout/result/)[^/?#\s\"]+")
+MASK = "***"
+
+
+def mask_secrets(text: str) -> str:
+    """`text` with the values of the checkout's identifying parameters replaced by `***`."""
+    text = _SECRET_PARAMETER.sub(rf"\g<name>{MASK}", text)
+    return _RESULT_PATH.sub(rf"\g<name>{MASK}", text)
+
+
+class MaskingLogger(Logger):  # type: ignore[misc]  # gunicorn ships no type hints
+    """gunicorn's logger whose access-log atoms never hold a checkout's identifiers.
+
+    Every string atom is masked, not only the request line (`r`), path (`U`) and query (`q`):
+    the Referer (`f`, `{referer}i`), the environ (`{raw_uri}e`, `{query_string}e`) and a
+    redirect's Location (`{location}o`) can carry the same URL.
+    """
+
+    def atoms(
+        self, resp: Any, req: Any, environ: dict[str, Any], request_time: timedelta
+    ) -> dict[str, Any]:
+        atoms: dict[str, Any] = super().atoms(resp, req, environ, request_time)
+        return {
+            key: mask_secrets(value) if isinstance(value, str) else value
+            for key, value in atoms.items()
+        }
+
 
 timeout = 75
 control_socket_disable = True
+logger_class = MaskingLogger
