@@ -13,16 +13,16 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import click
 from flask import Flask, g, has_request_context, render_template, request
 from flask.logging import default_handler
-from werkzeug.exceptions import HTTPException, InternalServerError
+from werkzeug.exceptions import HTTPException, InternalServerError, SecurityError
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.wrappers import Response as BaseResponse
 
 from amazonpay.client import AmazonPayClient, RetryPolicy
-from amazonpay.client import checkout_js_url as default_checkout_js_url
 from amazonpay.notifications import NotificationVerifier, fetch_certificate
 from amazonpay.simulator import SIMULATOR_MERCHANT_ID, SIMULATOR_STORE_ID
 from config import ConfigurationError, Settings
@@ -61,7 +61,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     simulator: OfflineSimulator | None = None
     if settings.simulator_mode:
-        instance.mkdir(parents=True, exist_ok=True)
+        _private_directory(instance)
         private_key = ensure_dev_key(instance)
         public_key_id = DEV_KEY_ID
         secret_key = settings.secret_key or ensure_secret_key(instance)
@@ -76,7 +76,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         public_key_id = settings.public_key_id
         secret_key = settings.secret_key
         endpoint = settings.endpoint
-        checkout_js = settings.checkout_js_url or default_checkout_js_url(settings.region)
+        checkout_js = settings.checkout_js_url or settings.default_checkout_js_url
 
     app.config.update(
         SECRET_KEY=secret_key,
@@ -99,14 +99,15 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
             if key not in _SETTINGS_KEYS and not key.startswith(_SETTINGS_PREFIXES)
         }
     )
+    app.config.update(_host_settings(settings.public_url))
     if settings.trust_proxy:
         # APP_TRUST_PROXY=true: exactly one reverse proxy in front sets X-Forwarded-Proto/Host.
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1)  # type: ignore[method-assign]
 
     database_url = settings.database_url
     if database_url is None:
-        instance.mkdir(parents=True, exist_ok=True)
-        database_url = f"sqlite:///{instance / 'storefront.sqlite3'}"
+        _private_directory(instance)
+        database_url = f"sqlite:///{_private_file(instance / 'storefront.sqlite3')}"
     store = Store(create_store_engine(database_url))
     # No schema work beyond creating a new database's tables: upgrading one with rows is the
     # operator's `flask --app app db upgrade`. A database that is down does not stop start-up.
@@ -165,6 +166,39 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     return app
 
 
+# Without PUBLIC_URL (the offline demo only) the shop answers on the machine it runs on.
+_LOOPBACK_HOSTS = ["127.0.0.1", "localhost", "::1", "[::1]"]
+
+
+def _host_settings(public_url: str | None) -> dict[str, Any]:
+    """Build absolute URLs from PUBLIC_URL and refuse requests for any other Host (400).
+
+    The Host header would otherwise go into the signed checkoutResultReturnUrl.
+    """
+    if public_url is None:
+        return {"TRUSTED_HOSTS": _LOOPBACK_HOSTS}
+    parts = urlsplit(public_url)
+    return {
+        "SERVER_NAME": parts.netloc,
+        "PREFERRED_URL_SCHEME": parts.scheme,
+        "TRUSTED_HOSTS": [parts.hostname],
+        "SESSION_COOKIE_SECURE": parts.scheme == "https",
+    }
+
+
+def _private_directory(path: Path) -> None:
+    """The instance folder holds keys, the secret and the demo database: ours alone."""
+    path.mkdir(parents=True, exist_ok=True)
+    path.chmod(0o700)
+
+
+def _private_file(path: Path) -> Path:
+    """Create the file readable by us only (SQLite gives its -wal and -shm the same mode)."""
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+    path.chmod(0o600)
+    return path
+
+
 def _notification_verifier(app: Flask, simulator: OfflineSimulator | None) -> NotificationVerifier:
     """IPN signatures by Amazon's SNS certificate rules; offline, also the embedded simulator's.
 
@@ -183,6 +217,9 @@ def _register_error_pages(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def _http_error(error: HTTPException) -> BaseResponse:
         code = error.code or 500
+        if isinstance(error, SecurityError):
+            # A Host we do not serve: no URL can be built for it, so no page with links.
+            return BaseResponse("Unknown host.\n", 400, mimetype="text/plain")
         if code == 503:
             # Our database is missing or behind: a buyer coming back from Amazon is told the
             # payment is safe (it is: nothing was decided), never that it failed.

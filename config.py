@@ -18,22 +18,11 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from amazonpay import regions
 from amazonpay.errors import ConfigurationError
 from amazonpay.signing import Algorithm, load_private_key
 
 __all__ = ["ConfigurationError", "Settings"]
-
-# Region aliases the contract accepts; uk keeps its own name (same API host as eu).
-_REGIONS = {"na": "na", "us": "na", "eu": "eu", "de": "eu", "uk": "uk", "jp": "jp"}
-
-# docs/amazon-pay-api.md section 2.
-_CHECKOUT_JS = {
-    "na": "https://static-na.payments-amazon.com/checkout.js",
-    "eu": "https://static-eu.payments-amazon.com/checkout.js",
-    "uk": "https://static-eu.payments-amazon.com/checkout.js",
-    "jp": "https://static-fe.payments-amazon.com/checkout.js",
-}
-_LEDGER_CURRENCY = {"na": "USD", "eu": "EUR", "uk": "GBP", "jp": "JPY"}
 
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
@@ -59,6 +48,7 @@ class Settings:
     database_url: str | None  # SQLAlchemy URL; None: a SQLite file under instance/
     secret_key: str | None  # None only in simulator mode (generated under instance/)
     trust_proxy: bool  # APP_TRUST_PROXY: honour X-Forwarded-* from one proxy hop
+    public_url: str | None  # PUBLIC_URL, scheme://host[:port]; None only in simulator mode
     simulator_port: int  # APP_SIMULATOR_PORT: 0 = any free port
 
     @property
@@ -68,11 +58,11 @@ class Settings:
 
     @property
     def ledger_currency(self) -> str:
-        return _LEDGER_CURRENCY[self.region]
+        return regions.ledger_currency(self.region)
 
     @property
     def default_checkout_js_url(self) -> str:
-        return _CHECKOUT_JS[self.region]
+        return regions.checkout_js_url(self.region)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, object]) -> Settings:
@@ -104,10 +94,12 @@ class Settings:
             )
 
         raw_region = (env.get("AMAZON_PAY_REGION") or "na").lower()
-        if raw_region not in _REGIONS:
+        try:
+            region = regions.marketplace(raw_region)
+        except ConfigurationError:
             raise ConfigurationError(
                 f"AMAZON_PAY_REGION: unknown region {raw_region!r} (expected na, eu, uk, jp)"
-            )
+            ) from None
         sandbox = _parse_bool("AMAZON_PAY_SANDBOX", env.get("AMAZON_PAY_SANDBOX"), default=True)
         # A LIVE-/SANDBOX- key id names its environment itself (docs section 1.11); the flag
         # only decides for unprefixed keys, and the button's `sandbox` must agree with the key.
@@ -145,6 +137,17 @@ class Settings:
             )
         if secret_key is not None and not secret_key.strip():
             raise ConfigurationError("SECRET_KEY: must not be empty")
+        if secret_key is not None and public_key_id is not None:
+            _check_secret_strength(secret_key)
+
+        public_url = env.get("PUBLIC_URL")
+        if public_url is not None:
+            public_url = _parse_public_url(public_url)
+        elif public_key_id is not None:
+            raise ConfigurationError(
+                "PUBLIC_URL: required when AMAZON_PAY_PUBLIC_KEY_ID is set "
+                "(the shop's origin, e.g. https://shop.example)"
+            )
 
         trust_proxy = _parse_bool("APP_TRUST_PROXY", env.get("APP_TRUST_PROXY"), default=False)
         simulator_port = _parse_port("APP_SIMULATOR_PORT", env.get("APP_SIMULATOR_PORT") or "0")
@@ -154,7 +157,7 @@ class Settings:
             private_key=private_key,
             merchant_id=merchant_id,
             store_id=store_id,
-            region=_REGIONS[raw_region],
+            region=region,
             sandbox=sandbox,
             endpoint=endpoint,
             checkout_js_url=checkout_js_url,
@@ -162,6 +165,7 @@ class Settings:
             database_url=database_url,
             secret_key=secret_key,
             trust_proxy=trust_proxy,
+            public_url=public_url,
             simulator_port=simulator_port,
         )
 
@@ -226,6 +230,30 @@ def _parse_endpoint(value: str) -> str:
     if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
         raise ConfigurationError(f"{name}: expected scheme://host[:port] only, got {value!r}")
     return f"{parts.scheme}://{parts.netloc}"
+
+
+# Outside the demo the secret signs buyers' sessions: a short or repetitive one can be guessed.
+MIN_SECRET_KEY_LENGTH = 32
+MIN_SECRET_KEY_DISTINCT = 10
+
+
+def _check_secret_strength(value: str) -> None:
+    if len(value) < MIN_SECRET_KEY_LENGTH or len(set(value)) < MIN_SECRET_KEY_DISTINCT:
+        raise ConfigurationError(
+            f"SECRET_KEY: too weak (at least {MIN_SECRET_KEY_LENGTH} characters, "
+            f"{MIN_SECRET_KEY_DISTINCT} of them different); e.g. python -c "
+            "'import secrets; print(secrets.token_hex(32))'"
+        )
+
+
+def _parse_public_url(value: str) -> str:
+    name = "PUBLIC_URL"
+    parts = _split_url(name, value)
+    if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
+        raise ConfigurationError(
+            f"{name}: expected the shop's origin scheme://host[:port], got {value!r}"
+        )
+    return f"{parts.scheme}://{parts.netloc.lower()}"
 
 
 def _parse_checkout_js_url(value: str) -> None:

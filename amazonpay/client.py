@@ -51,6 +51,7 @@ from amazonpay.models import (
     Price,
     Refund,
 )
+from amazonpay.regions import api_host, checkout_js_url, normalize_region
 
 __all__ = [
     "RETRYABLE_STATUSES",
@@ -75,15 +76,6 @@ USER_AGENT = (
     f" requests/{requests.__version__})"
 )
 
-# Section 2: UK maps to EU in every SDK; `us` and `de` are the aliases the SDKs accept.
-_REGION_ALIASES = {"na": "na", "us": "na", "eu": "eu", "de": "eu", "uk": "eu", "jp": "jp"}
-_API_HOSTS = {"na": "pay-api.amazon.com", "eu": "pay-api.amazon.eu", "jp": "pay-api.amazon.jp"}
-_CHECKOUT_JS = {
-    "na": "https://static-na.payments-amazon.com/checkout.js",
-    "eu": "https://static-eu.payments-amazon.com/checkout.js",
-    "jp": "https://static-fe.payments-amazon.com/checkout.js",
-}
-
 # Section 8: the statuses every official SDK retries.
 RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 
@@ -96,26 +88,6 @@ _SIGNED_GET = tuple(
     sorted([*_JSON_HEADERS, "x-amz-pay-date", "x-amz-pay-host", "x-amz-pay-region"])
 )
 _SIGNED_POST = tuple(sorted([*_SIGNED_GET, "x-amz-pay-idempotency-key"]))
-
-
-def normalize_region(region: str) -> str:
-    """`na`, `eu` or `jp` for a region or alias (any case); ConfigurationError otherwise."""
-    try:
-        return _REGION_ALIASES[region.strip().lower()]
-    except (KeyError, AttributeError):
-        raise ConfigurationError(
-            f"unknown Amazon Pay region {region!r}; use one of na, us, eu, de, uk, jp"
-        ) from None
-
-
-def api_host(region: str) -> str:
-    """The API host for a region (section 2)."""
-    return _API_HOSTS[normalize_region(region)]
-
-
-def checkout_js_url(region: str) -> str:
-    """The checkout.js URL the storefront loads for a region (section 2)."""
-    return _CHECKOUT_JS[normalize_region(region)]
 
 
 def validate_idempotency_key(key: str) -> str:
@@ -350,8 +322,8 @@ class AmazonPayClient:
         self._sandbox = bool(sandbox)
 
         if endpoint is None:
-            self._origin = f"https://{_API_HOSTS[self._region]}"
-            self._host = _API_HOSTS[self._region]
+            self._origin = f"https://{api_host(self._region)}"
+            self._host = api_host(self._region)
         else:
             self._origin, self._host = _parse_endpoint(endpoint)
         # Section 1.11: a LIVE-/SANDBOX- key id carries its environment, so the path has none.

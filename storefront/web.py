@@ -204,6 +204,9 @@ def install_request_guards(app: Flask, checkout_js_url: str) -> None:
         headers["Referrer-Policy"] = "no-referrer"
         headers["Cross-Origin-Opener-Policy"] = "same-origin-allow-popups"
         headers["X-Request-Id"] = str(g.get("request_id", "-"))
+        if request.is_secure:
+            # Over https, browsers should never try this shop over plain http again.
+            headers["Strict-Transport-Security"] = "max-age=63072000; includeSubDomains"
         if request.endpoint != "static":
             headers.setdefault("Cache-Control", "no-store")
         return response

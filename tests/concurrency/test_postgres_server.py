@@ -47,7 +47,8 @@ def test_the_app_creates_its_schema_and_reports_healthy_on_postgres(
             "AMAZON_PAY_ENDPOINT": "http://127.0.0.1:9",  # never called here
             "AMAZON_PAY_CHECKOUT_JS_URL": "http://127.0.0.1:9/checkout.js",
             "DATABASE_URL": postgres_url,
-            "SECRET_KEY": "test-secret",
+            "SECRET_KEY": "test-secret-key-0123456789abcdefghij",
+            "PUBLIC_URL": "http://localhost",
             "INSTANCE_PATH": str(tmp_path / "instance"),
         }
     )

@@ -167,6 +167,7 @@ def app_factory(
                 "AMAZON_PAY_CHECKOUT_JS_URL": simulator.checkout_js_url,
                 "DATABASE_URL": database_url or default_database_url,
                 "SECRET_KEY": "integration-test-secret-key-0123456789",
+                "PUBLIC_URL": "http://localhost",
                 "INSTANCE_PATH": str(tmp_path / "instance"),
                 "TESTING": True,
                 "CHECKOUT_CLAIM_WAIT_SECONDS": 5.0,
@@ -304,7 +305,8 @@ def live_app() -> Iterator[Callable[[Flask], str]]:
         server = make_server("127.0.0.1", 0, app, threaded=True)
         threading.Thread(target=server.serve_forever, daemon=True).start()
         servers.append(server)
-        return f"http://127.0.0.1:{server.server_port}"
+        # localhost, the PUBLIC_URL host of the apps these tests build.
+        return f"http://localhost:{server.server_port}"
 
     yield serve
     for server in servers:

@@ -72,8 +72,26 @@ def test_session_cookie_is_httponly_and_lax(client: FlaskClient) -> None:
 
 
 def test_session_cookie_is_secure_over_https(client: FlaskClient) -> None:
-    cookie = client.get("/wallet", base_url="https://shop.example").headers["Set-Cookie"]
-    assert "Secure" in cookie
+    response = client.get("/wallet", base_url="https://localhost")
+    assert "Secure" in response.headers["Set-Cookie"]
+    assert response.headers["Strict-Transport-Security"].startswith("max-age=")
+    assert "Strict-Transport-Security" not in client.get("/wallet").headers
+
+
+@pytest.mark.parametrize("host", ["evil.example", "localhost.evil.example", "127.0.0.1"])
+@pytest.mark.parametrize("path", ["/", "/wallet", "/checkout/return?ref=x", "/healthz", "/nope"])
+def test_a_host_other_than_public_url_is_refused(client: FlaskClient, host: str, path: str) -> None:
+    response = client.get(path, headers={"Host": host})
+    assert response.status_code == 400
+    assert host not in response.get_data(as_text=True)
+
+
+def test_the_signed_return_url_is_built_from_public_url(app_factory: AppFactory) -> None:
+    client = app_factory(PUBLIC_URL="https://shop.example:8443").test_client()
+    page = client.get("/wallet", base_url="https://shop.example:8443")
+    payload = json.loads(button_config(page)["createCheckoutSessionConfig"]["payloadJSON"])
+    return_url = payload["webCheckoutDetails"]["checkoutResultReturnUrl"]
+    assert return_url.startswith("https://shop.example:8443/checkout/return?ref=")
 
 
 @pytest.mark.parametrize("product_id", ["", "nope", "../mug", "mug\r\nX: y", "<b>mug</b>"])
@@ -270,19 +288,19 @@ def test_unexpected_errors_show_our_500_page(app: Flask) -> None:
     assert "secret internals" not in text
 
 
-@pytest.mark.parametrize(("trust", "scheme"), [("true", "https"), ("false", "http")])
-def test_forwarded_proto_is_honoured_only_behind_a_declared_proxy(
-    app_factory: AppFactory, trust: str, scheme: str
+def test_forwarded_host_and_proto_are_honoured_only_behind_a_declared_proxy(
+    app_factory: AppFactory,
 ) -> None:
-    client = app_factory(APP_TRUST_PROXY=trust).test_client()
-
-    page = client.get(
-        "/wallet", headers={"X-Forwarded-Proto": "https", "X-Forwarded-Host": "shop.example"}
-    )
+    forwarded = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "shop.example"}
+    behind = app_factory(APP_TRUST_PROXY="true", PUBLIC_URL="https://shop.example")
+    page = behind.test_client().get("/wallet", headers=forwarded)
 
     payload = json.loads(button_config(page)["createCheckoutSessionConfig"]["payloadJSON"])
-    host = "shop.example" if trust == "true" else "localhost"
     assert payload["webCheckoutDetails"]["checkoutResultReturnUrl"].startswith(
-        f"{scheme}://{host}/checkout/return?ref="
+        "https://shop.example/checkout/return?ref="
     )
-    assert ("Secure" in page.headers["Set-Cookie"]) is (trust == "true")
+    assert "Secure" in page.headers["Set-Cookie"]
+    # Without the declaration the forwarded host is not believed: the request is for localhost.
+    direct = app_factory(PUBLIC_URL="https://shop.example")
+    refused = direct.test_client().get("/wallet", headers={**forwarded, "Host": "localhost"})
+    assert refused.status_code == 400

@@ -37,6 +37,10 @@ APP_VARIABLES = (
     "AMAZON_PAY_ALGORITHM",
     "DATABASE_URL",
     "SECRET_KEY",
+    "PUBLIC_URL",
+    "AMAZON_PAY_PAYMENT_INTENT",
+    "LOG_FORMAT",
+    "ADMIN_PASSWORD",
 )
 
 
@@ -166,7 +170,8 @@ def start_server(
     port: int | None = None,
     stop_signal: signal.Signals = signal.SIGTERM,
 ) -> ServerProcess:
-    """Start `argv_template` (with "{port}" filled in) and wait until `health_path` answers 200.
+    """Start `argv_template` (with "{port}" filled in, there and in `env`'s values) and wait
+    until `health_path` answers 200.
 
     A free port is picked for each attempt; another process may take it in between, so a server
     that dies at start-up is retried twice before the failure is reported with the log tail.
@@ -181,7 +186,7 @@ def start_server(
             process = subprocess.Popen(
                 argv,
                 cwd=cwd,
-                env=dict(env),
+                env={key: value.replace("{port}", str(chosen)) for key, value in env.items()},
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
@@ -262,7 +267,10 @@ def app_environment(
     secret_key: str = "test-secret-key-0123456789abcdef",  # noqa: S107 - a test value
     extra: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
-    """Environment for an app process with credentials, pointed at a standalone simulator."""
+    """Environment for an app process with credentials, pointed at a standalone simulator.
+
+    Its PUBLIC_URL is the loopback address `start_server` picks ("{port}" is filled in there).
+    """
     return clean_environment(
         {
             "AMAZON_PAY_PUBLIC_KEY_ID": keys.key_id,
@@ -271,6 +279,7 @@ def app_environment(
             "AMAZON_PAY_CHECKOUT_JS_URL": simulator_url + "/checkout.js",
             "DATABASE_URL": database_url,
             "SECRET_KEY": secret_key,
+            "PUBLIC_URL": "http://127.0.0.1:{port}",
             **(extra or {}),
         }
     )

@@ -44,7 +44,8 @@ def credentials(key_files: dict[str, Path], **extra: str) -> dict[str, str]:
     return {
         "AMAZON_PAY_PUBLIC_KEY_ID": "SANDBOX-AGH2Y6VC2VAUJ27GG6VDFOTD",
         "AMAZON_PAY_PRIVATE_KEY": str(key_files["pkcs8"]),
-        "SECRET_KEY": "s" * 32,
+        "SECRET_KEY": "f3c1a9e07b5d42c8a6e1f0b9d37c5a2e",
+        "PUBLIC_URL": "https://shop.example",
         **extra,
     }
 
@@ -158,6 +159,16 @@ def test_bad_variable_is_named_in_one_line(variable: str, env: dict[str, str]) -
         ("AMAZON_PAY_PRIVATE_KEY", {"AMAZON_PAY_PRIVATE_KEY": "directory"}),
         ("SECRET_KEY", {"SECRET_KEY": ""}),
         ("SECRET_KEY", {"SECRET_KEY": "   "}),
+        ("SECRET_KEY", {"SECRET_KEY": "a"}),
+        ("SECRET_KEY", {"SECRET_KEY": "dev"}),
+        ("SECRET_KEY", {"SECRET_KEY": "s" * 64}),
+        ("SECRET_KEY", {"SECRET_KEY": "0123456789abcdef0123456789abcde"}),  # 31 characters
+        ("PUBLIC_URL", {"PUBLIC_URL": ""}),
+        ("PUBLIC_URL", {"PUBLIC_URL": "shop.example"}),
+        ("PUBLIC_URL", {"PUBLIC_URL": "ftp://shop.example"}),
+        ("PUBLIC_URL", {"PUBLIC_URL": "https://shop.example/shop"}),
+        ("PUBLIC_URL", {"PUBLIC_URL": "https://shop.example/?a=b"}),
+        ("PUBLIC_URL", {"PUBLIC_URL": "https://user@shop.example"}),
     ],
 )
 def test_bad_credentials_are_named_in_one_line(
@@ -195,5 +206,23 @@ def test_a_prefixed_key_names_its_environment(
     assert Settings.from_env(env).sandbox is expected
 
 
-def test_any_non_empty_secret_key_is_accepted(key_files: dict[str, Path]) -> None:
-    assert Settings.from_env(credentials(key_files, SECRET_KEY="dev")).secret_key == "dev"
+def test_a_weak_secret_key_is_accepted_only_in_simulator_mode(key_files: dict[str, Path]) -> None:
+    assert Settings.from_env({"SECRET_KEY": "dev"}).secret_key == "dev"
+    strong = "0123456789abcdef0123456789abcdef"
+    assert Settings.from_env(credentials(key_files, SECRET_KEY=strong)).secret_key == strong
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("https://shop.example", "https://shop.example"),
+        ("https://Shop.Example:8443/", "https://shop.example:8443"),
+        ("http://127.0.0.1:8000", "http://127.0.0.1:8000"),
+    ],
+)
+def test_public_url_is_the_shops_origin(
+    key_files: dict[str, Path], given: str, expected: str
+) -> None:
+    assert Settings.from_env(credentials(key_files, PUBLIC_URL=given)).public_url == expected
+    assert Settings.from_env({"PUBLIC_URL": given}).public_url == expected
+    assert Settings.from_env({}).public_url is None

@@ -21,7 +21,13 @@ from storefront.db.schema import metadata
 from storefront.states import CheckoutKind, ClaimState, OrderState, PendingState
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
-APP_VARIABLES = ("AMAZON_PAY_PUBLIC_KEY_ID", "AMAZON_PAY_PRIVATE_KEY", "DATABASE_URL", "SECRET_KEY")
+APP_VARIABLES = (
+    "AMAZON_PAY_PUBLIC_KEY_ID",
+    "AMAZON_PAY_PRIVATE_KEY",
+    "DATABASE_URL",
+    "SECRET_KEY",
+    "PUBLIC_URL",
+)
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -176,6 +182,7 @@ def _credentials_config(tmp_path: Path, database_url: str) -> dict[str, Any]:
             "AMAZON_PAY_PRIVATE_KEY": str(pem),
             "AMAZON_PAY_ENDPOINT": "http://127.0.0.1:9",
             "SECRET_KEY": "migration-test-secret-key-of-some-length",
+            "PUBLIC_URL": "http://localhost",
             "DATABASE_URL": database_url,
             "INSTANCE_PATH": str(tmp_path / "instance"),
             "TESTING": True,
