@@ -110,6 +110,7 @@ def test_button_to_hosted_page_to_return_url(api: Api, algorithm: signing.Algori
         "pay-method-3064",
         "pay-method-3434",
         "pay-method-0701",
+        "pay-method-4354",
         "pay-cancel",
     ):
         assert f'data-testid="{testid}"' in page.text

@@ -28,14 +28,45 @@ from amazonpay.simulator.state.permissions import Permissions
 PENDING_AUTHORIZATION_DELAY = timedelta(seconds=30)  # section 11: 0701 authorizes after ~30 s
 AUTHORIZATION_LIFETIME = timedelta(days=30)  # section 5.1: an authorized Charge expires in 30 days
 
+# Section 6: the values Create Charge accepts.
+CHARGE_INITIATORS = ("CITU", "MITU", "CITR", "MITR")
+CHANNELS = ("Web", "Phone", "App", "Alexa", "PointOfSale", "FireTv", "Offline", "Amazon")
+# What a pending authorization can settle to (control API and the 4354 card of section 11).
+SETTLEMENTS = (
+    "Authorized",
+    "SoftDeclined",
+    "HardDeclined",
+    "AmazonRejected",
+    "ProcessingFailure",
+    "TransactionTimedOut",
+)
+# How each sandbox card authorizes a later charge (section 11): (pending, settles to).
+_CARD_AUTHORIZATION = {"0701": (True, "Authorized"), "4354": (True, "HardDeclined")}
+
 
 @dataclass
 class ChargeRecord:
     body: JSONObject
     environment: str
-    authorize_at: datetime | None = None
+    settle_at: datetime | None = None  # when a pending authorization settles
+    settle_to: str = "Authorized"  # ... and to what: Authorized or a decline reason
     capture_on_authorize: bool = False
     authorized_at: datetime | None = None
+
+
+def _check_fields(request: JSONObject) -> None:
+    """Refuse values Amazon does not know (section 6): 400 InvalidParameterValue."""
+    for name, allowed in (("chargeInitiator", CHARGE_INITIATORS), ("channel", CHANNELS)):
+        value = request.get(name)
+        if value is not None and value not in allowed:
+            raise SimulatorError(
+                400,
+                "InvalidParameterValue",
+                f"{name} {value!r} is invalid; use one of {', '.join(allowed)}",
+            )
+    for name in ("captureNow", "canHandlePendingAuthorization"):
+        if request.get(name) is not None and not isinstance(request[name], bool):
+            raise SimulatorError(400, "InvalidParameterValue", f"{name} must be true or false")
 
 
 class Charges:
@@ -55,12 +86,8 @@ class Charges:
         for charge_id, record in self.records.items():
             charge = record.body
             state = charge["statusDetails"]["state"]
-            if (
-                state == "AuthorizationInitiated"
-                and record.authorize_at
-                and now >= record.authorize_at
-            ):
-                self._authorize(charge_id)
+            if state == "AuthorizationInitiated" and record.settle_at and now >= record.settle_at:
+                self._settle(charge_id, record.settle_to)
             elif (
                 state == "Authorized"
                 and record.authorized_at
@@ -78,11 +105,13 @@ class Charges:
         *,
         capture: bool,
         pending: bool,
+        settle_to: str = "Authorized",
         merchant_metadata: Any = None,
         soft_descriptor: Any = None,
         extra: Mapping[str, Any] | None = None,
     ) -> str:
-        """A Charge on `permission_id`, authorized now or later (when `pending`)."""
+        """A Charge on `permission_id`, authorized now, or pending until it settles to
+        `settle_to` on the clock (section 11)."""
         charge_id = unique_id(
             lambda: f"{permission_id}-C{secrets.randbelow(10**6):06d}", self.records
         )
@@ -113,16 +142,27 @@ class Charges:
         self.records[charge_id] = record
         self.by_permission.setdefault(permission_id, []).append(charge_id)
         if pending:
-            record.authorize_at = now + PENDING_AUTHORIZATION_DELAY
+            record.settle_at = now + PENDING_AUTHORIZATION_DELAY
+            record.settle_to = settle_to
             self._core.emit("CHARGE", charge_id, permission_id)
         else:
             self._authorize(charge_id)
         return charge_id
 
+    def _settle(self, charge_id: str, outcome: str) -> None:
+        """End a pending authorization: Authorized (or Captured), or Declined with a reason."""
+        if outcome == "Authorized":
+            self._authorize(charge_id)
+            return
+        record = self.records[charge_id]
+        record.settle_at = None
+        record.body["statusDetails"] = self._core.status("Declined", outcome)
+        self._core.emit("CHARGE", charge_id, record.body["chargePermissionId"])
+
     def _authorize(self, charge_id: str) -> None:
         record = self.records[charge_id]
         charge = record.body
-        record.authorize_at = None
+        record.settle_at = None
         record.authorized_at = self._core.now()
         if record.capture_on_authorize:
             self._capture(charge, charge["chargeAmount"])
@@ -143,28 +183,48 @@ class Charges:
             raise SimulatorError(
                 400, "MissingParameterValue", "chargePermissionId is a required parameter"
             )
-        permission = self._permissions.find(env, permission_id)
+        permission = self._permissions.record(env, permission_id)
         if request.get("chargeAmount") is None:
             raise SimulatorError(
                 400, "MissingParameterValue", "chargeAmount is a required parameter"
             )
         amount, currency = parse_price(request["chargeAmount"], "chargeAmount")
-        if permission["statusDetails"]["state"] != "Chargeable":
+        _check_fields(request)
+        if permission.state != "Chargeable":
             raise SimulatorError(
-                422,
-                "InvalidChargePermissionStatus",
-                f"The Charge Permission is {permission['statusDetails']['state']}",
+                422, "InvalidChargePermissionStatus", f"The Charge Permission is {permission.state}"
             )
-        if simulation is not None:
+        can_wait = request.get("canHandlePendingAuthorization") is True
+        if simulation == "AuthorizationInitiated":
+            if not can_wait:
+                raise SimulatorError(
+                    400,
+                    "InvalidSandboxSimulationSpecified",
+                    "AuthorizationInitiated needs canHandlePendingAuthorization true",
+                )
+            pending, settle_to = True, "Authorized"
+        elif simulation is not None:
             # Section 11 / 5.3: Create Charge decline codes, answered as errors.
             raise SimulatorError(400, simulation, f"Simulated {simulation} for this Charge")
+        else:
+            pending, settle_to = _CARD_AUTHORIZATION.get(permission.card, (False, "Authorized"))
+        if pending and not can_wait:
+            # Section 5.1: without canHandlePendingAuthorization a slow authorization is
+            # declined at once instead of answered as AuthorizationInitiated.
+            raise SimulatorError(
+                400,
+                "TransactionTimedOut",
+                "The authorization did not complete in time and canHandlePendingAuthorization "
+                "was not set",
+            )
         charge_id = self.new(
             env,
             permission_id,
             amount,
             currency,
             capture=request.get("captureNow") is True,
-            pending=False,
+            pending=pending,
+            settle_to=settle_to,
             merchant_metadata=request.get("merchantMetadata"),
             soft_descriptor=request.get("softDescriptor"),
             extra={
@@ -218,7 +278,7 @@ class Charges:
             raise SimulatorError(422, "InvalidChargeStatus", f"You cannot cancel a {state} Charge")
         charge["statusDetails"] = self._core.status("Canceled", "MerchantCanceled")
         charge["statusDetails"]["reasonDescription"] = reason if isinstance(reason, str) else None
-        record.authorize_at = None
+        record.settle_at = None
         self._core.emit("CHARGE", charge_id, charge["chargePermissionId"])
         return copy.deepcopy(charge)
 
@@ -231,20 +291,16 @@ class Charges:
                 self._core.emit("CHARGE", charge_id, permission_id)
 
     def set_outcome(self, charge_id: str, outcome: str) -> JSONObject:
-        """Control API: settle a pending authorization now (Authorized / SoftDeclined / ...)."""
+        """Control API: settle a pending authorization now (Authorized or a decline)."""
         record = self.records.get(charge_id)
         if record is None:
             raise SimulatorError(404, "ResourceNotFound", f"{charge_id} not found")
-        charge = record.body
-        if charge["statusDetails"]["state"] != "AuthorizationInitiated":
+        outcome = "HardDeclined" if outcome == "Declined" else outcome
+        if outcome not in SETTLEMENTS:
+            raise SimulatorError(
+                400, "InvalidParameterValue", f"outcome must be one of {', '.join(SETTLEMENTS)}"
+            )
+        if record.body["statusDetails"]["state"] != "AuthorizationInitiated":
             raise SimulatorError(422, "InvalidChargeStatus", "The Charge is not pending")
-        if outcome == "Authorized":
-            self._authorize(charge_id)
-        elif outcome in ("SoftDeclined", "HardDeclined", "Declined"):
-            reason = "HardDeclined" if outcome == "Declined" else outcome
-            charge["statusDetails"] = self._core.status("Declined", reason)
-            record.authorize_at = None
-            self._core.emit("CHARGE", charge_id, charge["chargePermissionId"])
-        else:
-            raise SimulatorError(400, "InvalidParameterValue", f"unknown outcome {outcome!r}")
-        return copy.deepcopy(charge)
+        self._settle(charge_id, outcome)
+        return copy.deepcopy(record.body)

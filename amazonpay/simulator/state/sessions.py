@@ -32,10 +32,12 @@ PAYMENT_METHODS: dict[str, str] = {
     "3064": "BuyerCanceled",
     "3434": "Declined",
     "0701": "pending",
+    "4354": "pending-declined",
 }
-OUTCOMES = ("success", "BuyerCanceled", "Declined", "pending", "AmazonRejected")
+OUTCOMES = ("success", "BuyerCanceled", "Declined", "pending", "pending-declined", "AmazonRejected")
 # The card a buyer's successful outcome leaves in the wallet (section 11).
-_CARDS = {"success": "1111", "pending": "0701"}
+_CARDS = {"success": "1111", "pending": "0701", "pending-declined": "4354"}
+_PENDING_CARDS = ("pending", "pending-declined")
 
 _UPDATABLE = frozenset(
     {
@@ -79,7 +81,7 @@ class SessionRecord:
     environment: str
     created: datetime
     hosted_base_url: str | None = None  # where amazonPayRedirectUrl points
-    outcome: str | None = None  # "success" or "pending" once the buyer finished
+    outcome: str | None = None  # the buyer's card once chosen: a key of _CARDS
 
 
 def _new_session(
@@ -299,7 +301,7 @@ class Sessions:
             raise SimulatorError(
                 422, "InvalidCheckoutSessionStatus", "The Checkout Session is no longer Open"
             )
-        if outcome in ("success", "pending"):
+        if outcome in _CARDS:
             record.outcome = outcome
             session["buyer"] = copy.deepcopy(_SIMULATED_BUYER)
             session["billingAddress"] = copy.deepcopy(_SIMULATED_ADDRESS)
@@ -354,8 +356,12 @@ class Sessions:
                 "and canHandlePendingAuthorization true",
             )
         pending = authorizes and (
-            force_pending or record.outcome == "pending" or simulation == "AuthorizationInitiated"
+            force_pending
+            or record.outcome in _PENDING_CARDS
+            or simulation == "AuthorizationInitiated"
         )
+        # Section 11: 4354 declines 30 s later, unless a simulation string overrides the card.
+        declines_later = record.outcome == "pending-declined" and simulation is None
         if pending and not can_wait:
             # Sections 5.2 and 11: only a merchant that can handle a pending authorization gets
             # one; otherwise the slow authorization is declined and the checkout fails.
@@ -377,6 +383,7 @@ class Sessions:
                 currency,
                 capture=intent == "AuthorizeWithCapture",
                 pending=pending,
+                settle_to="HardDeclined" if declines_later else "Authorized",
                 merchant_metadata=session["merchantMetadata"],
                 soft_descriptor=details.get("softDescriptor"),
             )

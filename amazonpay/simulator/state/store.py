@@ -17,7 +17,13 @@ SIMULATION_CODES: dict[str, tuple[str, ...]] = {
         "AmazonCanceled",
         "AuthorizationInitiated",
     ),
-    "CreateCharge": ("SoftDeclined", "HardDeclined", "AmazonRejected", "TransactionTimedOut"),
+    "CreateCharge": (
+        "SoftDeclined",
+        "HardDeclined",
+        "AmazonRejected",
+        "TransactionTimedOut",
+        "AuthorizationInitiated",
+    ),
     "CloseChargePermission": ("AmazonClosed",),
 }
 
