@@ -73,7 +73,7 @@ class SchemaStatus:
                 f"database schema is at revision {self.current}, newer than this code "
                 f"({self.head}): deploy the newer code"
             )
-        where = "made before migrations" if self.current is None else f"at {self.current}"
+        where = "from before migrations" if self.current is None else f"at {self.current}"
         if self.state is SchemaState.EMPTY:
             where = "empty"
         return (
