@@ -4,6 +4,7 @@ request log, the clock, throttling, and playing the buyer or Amazon (README.md i
 from __future__ import annotations
 
 import logging
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from flask import Flask, Response, jsonify, request
@@ -11,7 +12,8 @@ from werkzeug.exceptions import HTTPException
 
 from amazonpay.simulator.faults import parse_fault
 from amazonpay.simulator.routes import OPERATIONS
-from amazonpay.simulator.state import OUTCOMES, JSONObject, SimulatorError
+from amazonpay.simulator.state import OUTCOMES, JSONObject, SimulatorError, parse_price
+from amazonpay.simulator.state.authorization import scripted_charges
 
 if TYPE_CHECKING:
     from amazonpay.simulator.app import Simulator
@@ -137,4 +139,37 @@ def register_control(app: Flask, sim: Simulator) -> None:
             return _bad("card must be a string of 4 digits")
         return jsonify(
             sim.transact(lambda store: store.permissions.buyer_action(permission_id, action, card))
+        )
+
+    @app.post("/_simulator/charge-permissions/<permission_id>/next-charges")
+    def script_charges(permission_id: str) -> Any:
+        data = _body()
+        try:
+            count = int(data.get("count", 1))
+        except (TypeError, ValueError):
+            return _bad("count must be an integer")
+        outcome, pending = str(data.get("outcome", "")), data.get("pending", False) is True
+        try:
+            scripted = scripted_charges(outcome, count, pending)
+        except ValueError as error:
+            return _bad(str(error))
+        return jsonify(
+            sim.transact(lambda store: store.permissions.script_charges(permission_id, scripted))
+        )
+
+    @app.get("/_simulator/charge-permissions/<permission_id>/next-charges")
+    def scripted_list(permission_id: str) -> Any:
+        return jsonify(sim.transact(lambda store: store.permissions.script_of(permission_id)))
+
+    @app.post("/_simulator/charge-permissions/<permission_id>/monthly-limit")
+    def monthly_limit(permission_id: str) -> Any:
+        data = _body()
+        limit: tuple[Decimal, str] | None = None
+        if data.get("amount") is not None:
+            try:
+                limit = parse_price(data, "monthly limit")
+            except SimulatorError as error:
+                return _bad(error.message)
+        return jsonify(
+            sim.transact(lambda store: store.permissions.set_monthly_limit(permission_id, limit))
         )

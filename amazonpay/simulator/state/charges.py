@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from amazonpay.simulator.state.authorization import SETTLEMENTS, decide, decline_error
 from amazonpay.simulator.state.core import (
     Core,
     JSONObject,
@@ -31,17 +32,10 @@ AUTHORIZATION_LIFETIME = timedelta(days=30)  # section 5.1: an authorized Charge
 # Section 6: the values Create Charge accepts.
 CHARGE_INITIATORS = ("CITU", "MITU", "CITR", "MITR")
 CHANNELS = ("Web", "Phone", "App", "Alexa", "PointOfSale", "FireTv", "Offline", "Amazon")
-# What a pending authorization can settle to (control API and the 4354 card of section 11).
-SETTLEMENTS = (
-    "Authorized",
-    "SoftDeclined",
-    "HardDeclined",
-    "AmazonRejected",
-    "ProcessingFailure",
-    "TransactionTimedOut",
-)
-# How each sandbox card authorizes a later charge (section 11): (pending, settles to).
-_CARD_AUTHORIZATION = {"0701": (True, "Authorized"), "4354": (True, "HardDeclined")}
+
+
+# Charges that hold or took money: they count against a monthly limit.
+_SPENDING = ("AuthorizationInitiated", "Authorized", "CaptureInitiated", "Captured")
 
 
 @dataclass
@@ -52,6 +46,7 @@ class ChargeRecord:
     settle_to: str = "Authorized"  # ... and to what: Authorized or a decline reason
     capture_on_authorize: bool = False
     authorized_at: datetime | None = None
+    created: datetime | None = None
 
 
 def _check_fields(request: JSONObject) -> None:
@@ -138,7 +133,9 @@ class Charges:
         }
         if extra:
             charge.update({k: copy.deepcopy(v) for k, v in extra.items() if k in charge})
-        record = ChargeRecord(body=charge, environment=env, capture_on_authorize=capture)
+        record = ChargeRecord(
+            body=charge, environment=env, capture_on_authorize=capture, created=now
+        )
         self.records[charge_id] = record
         self.by_permission.setdefault(permission_id, []).append(charge_id)
         if pending:
@@ -195,20 +192,15 @@ class Charges:
                 422, "InvalidChargePermissionStatus", f"The Charge Permission is {permission.state}"
             )
         can_wait = request.get("canHandlePendingAuthorization") is True
-        if simulation == "AuthorizationInitiated":
-            if not can_wait:
-                raise SimulatorError(
-                    400,
-                    "InvalidSandboxSimulationSpecified",
-                    "AuthorizationInitiated needs canHandlePendingAuthorization true",
-                )
-            pending, settle_to = True, "Authorized"
-        elif simulation is not None:
-            # Section 11 / 5.3: Create Charge decline codes, answered as errors.
-            raise SimulatorError(400, simulation, f"Simulated {simulation} for this Charge")
-        else:
-            pending, settle_to = _CARD_AUTHORIZATION.get(permission.card, (False, "Authorized"))
-        if pending and not can_wait:
+        decision = decide(
+            permission,
+            simulation=simulation,
+            can_wait=can_wait,
+            amount=amount,
+            currency=currency,
+            spent_this_month=self._spent_this_month(permission_id, currency),
+        )
+        if decision.pending and not can_wait:
             # Section 5.1: without canHandlePendingAuthorization a slow authorization is
             # declined at once instead of answered as AuthorizationInitiated.
             raise SimulatorError(
@@ -217,14 +209,16 @@ class Charges:
                 "The authorization did not complete in time and canHandlePendingAuthorization "
                 "was not set",
             )
+        if not decision.pending and decision.outcome != "Authorized":
+            raise decline_error(decision.outcome)
         charge_id = self.new(
             env,
             permission_id,
             amount,
             currency,
             capture=request.get("captureNow") is True,
-            pending=pending,
-            settle_to=settle_to,
+            pending=decision.pending,
+            settle_to=decision.outcome,
             merchant_metadata=request.get("merchantMetadata"),
             soft_descriptor=request.get("softDescriptor"),
             extra={
@@ -234,6 +228,23 @@ class Charges:
             },
         )
         return copy.deepcopy(self.records[charge_id].body)
+
+    def _spent_this_month(self, permission_id: str, currency: str) -> Decimal:
+        """What a permission's live charges in `currency` took this calendar month (UTC)."""
+        now = self._core.now()
+        spent = Decimal(0)
+        for charge_id in self.by_permission.get(permission_id, []):
+            record = self.records[charge_id]
+            charge = record.body
+            if charge["statusDetails"]["state"] not in _SPENDING or record.created is None:
+                continue
+            if (record.created.year, record.created.month) != (now.year, now.month):
+                continue
+            price = charge["captureAmount"] or charge["chargeAmount"]
+            amount, charge_currency = parse_price(price, "chargeAmount")
+            if charge_currency == currency:
+                spent += amount
+        return spent
 
     def get(self, env: str, charge_id: str) -> JSONObject:
         return copy.deepcopy(self.find(env, charge_id))

@@ -8,6 +8,7 @@ import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from amazonpay.simulator.state.core import (
@@ -55,6 +56,14 @@ BUYER_PROBLEMS: dict[str, str] = {
 BUYER_ACTIONS = (*BUYER_PROBLEMS, "fix_card", "close")
 
 
+@dataclass(frozen=True)
+class ScriptedCharge:
+    """The outcome the control API scripted for a coming Create Charge."""
+
+    outcome: str  # Authorized or a decline reason
+    pending: bool = False
+
+
 @dataclass
 class PermissionRecord:
     body: JSONObject
@@ -63,6 +72,8 @@ class PermissionRecord:
     expires_at: datetime | None = None
     problems: list[str] = field(default_factory=list)  # NonChargeable reasons, oldest first
     closure: tuple[str, str] | None = None  # (reasonCode, reasonDescription) once Closed
+    next_charges: list[ScriptedCharge] = field(default_factory=list)
+    monthly_limit: tuple[Decimal, str] | None = None  # (amount, currency), else the default
 
     @property
     def state(self) -> str:
@@ -273,12 +284,39 @@ class Permissions:
         self._show_status(permission_id, record)
         return copy.deepcopy(record.body)
 
+    def script_charges(self, permission_id: str, scripted: Sequence[ScriptedCharge]) -> JSONObject:
+        """Control API: queue the outcomes of the coming Create Charge calls."""
+        record = self._control_record(permission_id)
+        record.next_charges.extend(scripted)
+        return self.script_of(permission_id)
+
+    def set_monthly_limit(
+        self, permission_id: str, limit: tuple[Decimal, str] | None
+    ) -> JSONObject:
+        """Control API: this wallet's own monthly limit, or None for the default."""
+        record = self._control_record(permission_id)
+        record.monthly_limit = limit
+        return self.script_of(permission_id)
+
+    def script_of(self, permission_id: str) -> JSONObject:
+        """What the control API shows of a permission's script and limit."""
+        record = self._control_record(permission_id)
+        limit = record.monthly_limit
+        return {
+            "chargePermissionId": permission_id,
+            "next_charges": [
+                {"outcome": s.outcome, "pending": s.pending} for s in record.next_charges
+            ],
+            "monthly_limit": None if limit is None else price_json(*limit),
+        }
+
     def _fix(self, permission_id: str, record: PermissionRecord, card: str | None) -> None:
         if card is not None:
             if not (len(card) == 4 and card.isdigit()):
                 raise SimulatorError(400, "InvalidParameterValue", "card must be 4 digits")
             record.card = card
         record.problems = []
+        record.next_charges.clear()  # the script described the old payment method
         descriptor = [{"paymentDescriptor": payment_descriptor(record.card)}]
         record.body["paymentPreferences"] = descriptor
         # The payment method itself changed even when the state did not (section 10).
