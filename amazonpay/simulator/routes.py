@@ -84,7 +84,7 @@ def execute(
     if operation == "GetCharge":
         return status, store.charges.get(env, oid)
     if operation == "CaptureCharge":
-        return status, store.charges.capture(env, oid, payload)
+        return status, store.charges.capture(env, oid, payload, simulation=simulation)
     if operation == "CancelCharge":
         return status, store.charges.cancel(env, oid, payload)
     if operation == "CreateRefund":

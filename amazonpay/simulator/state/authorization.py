@@ -51,6 +51,7 @@ class Authorization:
 
     pending: bool
     outcome: str
+    capture_later: bool = False  # captureNow answered CaptureInitiated, Captured later
 
 
 def scripted_charges(outcome: str, count: int, pending: bool) -> list[ScriptedCharge]:
@@ -80,6 +81,7 @@ def decide(
     *,
     simulation: str | None,
     can_wait: bool,
+    capture_now: bool,
     amount: Decimal,
     currency: str,
     spent_this_month: Decimal,
@@ -93,6 +95,12 @@ def decide(
                 "AuthorizationInitiated needs canHandlePendingAuthorization true",
             )
         return Authorization(True, "Authorized")
+    if simulation == "CaptureInitiated":
+        if not capture_now:
+            raise SimulatorError(
+                400, "InvalidSandboxSimulationSpecified", "CaptureInitiated needs captureNow true"
+            )
+        return Authorization(False, "Authorized", capture_later=True)
     if simulation is not None:
         # Section 11: a simulation string overrides everything about the buyer's wallet.
         return Authorization(False, simulation)

@@ -28,6 +28,18 @@ from amazonpay.simulator.state.permissions import Permissions
 
 PENDING_AUTHORIZATION_DELAY = timedelta(seconds=30)  # section 11: 0701 authorizes after ~30 s
 AUTHORIZATION_LIFETIME = timedelta(days=30)  # section 5.1: an authorized Charge expires in 30 days
+# Amazon captures asynchronously more than 7 days after the authorization ("asynchronous
+# processing" page); how long CaptureInitiated lasts is not published: our choice, 30 s.
+ASYNC_CAPTURE_AFTER = timedelta(days=7)
+CAPTURE_DELAY = timedelta(seconds=30)
+# What a CaptureInitiated charge can settle to (control API).
+CAPTURE_SETTLEMENTS = (
+    "Captured",
+    "SoftDeclined",
+    "HardDeclined",
+    "AmazonRejected",
+    "ProcessingFailure",
+)
 
 # Section 6: the values Create Charge accepts.
 CHARGE_INITIATORS = ("CITU", "MITU", "CITR", "MITR")
@@ -45,7 +57,9 @@ class ChargeRecord:
     settle_at: datetime | None = None  # when a pending authorization settles
     settle_to: str = "Authorized"  # ... and to what: Authorized or a decline reason
     capture_on_authorize: bool = False
+    capture_later: bool = False  # capture on authorization as CaptureInitiated
     authorized_at: datetime | None = None
+    capture_at: datetime | None = None  # when a CaptureInitiated capture completes
     created: datetime | None = None
 
 
@@ -90,6 +104,8 @@ class Charges:
             ):
                 charge["statusDetails"] = self._core.status("Canceled", "ExpiredUnused")
                 self._core.emit("CHARGE", charge_id, charge["chargePermissionId"])
+            elif state == "CaptureInitiated" and record.capture_at and now >= record.capture_at:
+                self._finish_capture(charge_id, "Captured")
 
     def new(
         self,
@@ -101,6 +117,7 @@ class Charges:
         capture: bool,
         pending: bool,
         settle_to: str = "Authorized",
+        capture_later: bool = False,
         merchant_metadata: Any = None,
         soft_descriptor: Any = None,
         extra: Mapping[str, Any] | None = None,
@@ -134,7 +151,11 @@ class Charges:
         if extra:
             charge.update({k: copy.deepcopy(v) for k, v in extra.items() if k in charge})
         record = ChargeRecord(
-            body=charge, environment=env, capture_on_authorize=capture, created=now
+            body=charge,
+            environment=env,
+            capture_on_authorize=capture,
+            capture_later=capture_later,
+            created=now,
         )
         self.records[charge_id] = record
         self.by_permission.setdefault(permission_id, []).append(charge_id)
@@ -162,15 +183,32 @@ class Charges:
         record.settle_at = None
         record.authorized_at = self._core.now()
         if record.capture_on_authorize:
-            self._capture(charge, charge["chargeAmount"])
+            self._capture(record, charge["chargeAmount"], later=record.capture_later)
         else:
             charge["statusDetails"] = self._core.status("Authorized")
         self._core.emit("CHARGE", charge_id, charge["chargePermissionId"])
 
-    def _capture(self, charge: JSONObject, amount: JSONObject) -> None:
+    def _capture(self, record: ChargeRecord, amount: JSONObject, *, later: bool) -> None:
+        """Capture `amount` now (Captured) or asynchronously (CaptureInitiated, then Captured)."""
+        charge = record.body
         charge["captureAmount"] = copy.deepcopy(amount)
-        charge["refundedAmount"] = {"amount": "0.00", "currencyCode": amount["currencyCode"]}
+        if later:
+            record.capture_at = self._core.now() + CAPTURE_DELAY
+            charge["statusDetails"] = self._core.status("CaptureInitiated")
+            return
+        charge["refundedAmount"] = price_json(Decimal(0), amount["currencyCode"])
         charge["statusDetails"] = self._core.status("Captured")
+
+    def _finish_capture(self, charge_id: str, outcome: str) -> None:
+        """End a CaptureInitiated capture: Captured, or Declined with a reason."""
+        record = self.records[charge_id]
+        charge = record.body
+        record.capture_at = None
+        if outcome == "Captured":
+            self._capture(record, charge["captureAmount"], later=False)
+        else:
+            charge["statusDetails"] = self._core.status("Declined", outcome)
+        self._core.emit("CHARGE", charge_id, charge["chargePermissionId"])
 
     def create(self, env: str, body: Any, *, simulation: str | None = None) -> JSONObject:
         """Create Charge (section 6) on a Chargeable permission; 201 with the Charge."""
@@ -196,6 +234,7 @@ class Charges:
             permission,
             simulation=simulation,
             can_wait=can_wait,
+            capture_now=request.get("captureNow") is True,
             amount=amount,
             currency=currency,
             spent_this_month=self._spent_this_month(permission_id, currency),
@@ -219,6 +258,7 @@ class Charges:
             capture=request.get("captureNow") is True,
             pending=decision.pending,
             settle_to=decision.outcome,
+            capture_later=decision.capture_later,
             merchant_metadata=request.get("merchantMetadata"),
             soft_descriptor=request.get("softDescriptor"),
             extra={
@@ -249,8 +289,12 @@ class Charges:
     def get(self, env: str, charge_id: str) -> JSONObject:
         return copy.deepcopy(self.find(env, charge_id))
 
-    def capture(self, env: str, charge_id: str, body: Any) -> JSONObject:
-        charge = self.find(env, charge_id)
+    def capture(
+        self, env: str, charge_id: str, body: Any, *, simulation: str | None = None
+    ) -> JSONObject:
+        """Capture Charge (section 5.1): all or part of the authorized amount, once."""
+        record = find(self.records, env, charge_id)
+        charge = record.body
         request = object_body(body)
         if request.get("captureAmount") is None:
             raise SimulatorError(
@@ -273,7 +317,13 @@ class Charges:
             )
         if request.get("softDescriptor") is not None:
             charge["softDescriptor"] = request["softDescriptor"]
-        self._capture(charge, price_json(amount, currency))
+        # Asynchronous when simulated, or more than 7 days after the authorization.
+        late = (
+            record.authorized_at is not None
+            and self._core.now() - record.authorized_at > ASYNC_CAPTURE_AFTER
+        )
+        later = simulation == "CaptureInitiated" or late
+        self._capture(record, price_json(amount, currency), later=later)
         self._core.emit("CHARGE", charge_id, charge["chargePermissionId"])
         return copy.deepcopy(charge)
 
@@ -302,16 +352,25 @@ class Charges:
                 self._core.emit("CHARGE", charge_id, permission_id)
 
     def set_outcome(self, charge_id: str, outcome: str) -> JSONObject:
-        """Control API: settle a pending authorization now (Authorized or a decline)."""
+        """Control API: settle a pending authorization (Authorized or a decline) or a
+        CaptureInitiated capture (Captured or a decline) now."""
         record = self.records.get(charge_id)
         if record is None:
             raise SimulatorError(404, "ResourceNotFound", f"{charge_id} not found")
         outcome = "HardDeclined" if outcome == "Declined" else outcome
-        if outcome not in SETTLEMENTS:
+        state = record.body["statusDetails"]["state"]
+        allowed = {
+            "AuthorizationInitiated": SETTLEMENTS,
+            "CaptureInitiated": CAPTURE_SETTLEMENTS,
+        }.get(state)
+        if allowed is None:
+            raise SimulatorError(422, "InvalidChargeStatus", f"The Charge is {state}, not pending")
+        if outcome not in allowed:
             raise SimulatorError(
-                400, "InvalidParameterValue", f"outcome must be one of {', '.join(SETTLEMENTS)}"
+                400, "InvalidParameterValue", f"outcome must be one of {', '.join(allowed)}"
             )
-        if record.body["statusDetails"]["state"] != "AuthorizationInitiated":
-            raise SimulatorError(422, "InvalidChargeStatus", "The Charge is not pending")
-        self._settle(charge_id, outcome)
+        if state == "CaptureInitiated":
+            self._finish_capture(charge_id, outcome)
+        else:
+            self._settle(charge_id, outcome)
         return copy.deepcopy(record.body)

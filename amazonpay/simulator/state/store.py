@@ -23,7 +23,9 @@ SIMULATION_CODES: dict[str, tuple[str, ...]] = {
         "AmazonRejected",
         "TransactionTimedOut",
         "AuthorizationInitiated",
+        "CaptureInitiated",
     ),
+    "CaptureCharge": ("CaptureInitiated",),
     "CloseChargePermission": ("AmazonClosed",),
 }
 
