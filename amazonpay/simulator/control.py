@@ -14,6 +14,7 @@ from amazonpay.simulator.faults import parse_fault
 from amazonpay.simulator.routes import OPERATIONS
 from amazonpay.simulator.state import OUTCOMES, JSONObject, SimulatorError, parse_price
 from amazonpay.simulator.state.authorization import scripted_charges
+from amazonpay.simulator.state.refunds import refund_outcome
 
 if TYPE_CHECKING:
     from amazonpay.simulator.app import Simulator
@@ -173,3 +174,26 @@ def register_control(app: Flask, sim: Simulator) -> None:
         return jsonify(
             sim.transact(lambda store: store.permissions.set_monthly_limit(permission_id, limit))
         )
+
+    @app.post("/_simulator/refunds/<refund_id>/outcome")
+    def refund_outcome_now(refund_id: str) -> Any:
+        data = _body()
+        try:
+            outcome = refund_outcome(str(data.get("outcome", "")), data.get("reason_code"))
+        except ValueError as error:
+            return _bad(str(error))
+        return jsonify(sim.transact(lambda store: store.refunds.set_outcome(refund_id, outcome)))
+
+    @app.post("/_simulator/charges/<charge_id>/next-refunds")
+    def script_refunds(charge_id: str) -> Any:
+        data = _body()
+        try:
+            count = int(data.get("count", 1))
+        except (TypeError, ValueError):
+            return _bad("count must be an integer")
+        try:
+            outcome = refund_outcome(str(data.get("outcome", "")), data.get("reason_code"))
+        except ValueError as error:
+            return _bad(str(error))
+        queued = sim.transact(lambda store: store.refunds.script(charge_id, outcome, count))
+        return jsonify({"chargeId": charge_id, "next_refunds": queued})

@@ -1,5 +1,5 @@
-"""The Refund state machine: RefundInitiated -> Refunded (docs/amazon-pay-api.md sections 4
-and 5.1); refunds always settle later, on the simulator's clock."""
+"""The Refund state machine: RefundInitiated -> Refunded | Declined (docs/amazon-pay-api.md
+sections 4 and 5.1); refunds always settle later, on the simulator's clock."""
 
 from __future__ import annotations
 
@@ -23,6 +23,10 @@ from amazonpay.simulator.state.core import (
 )
 
 REFUND_DELAY = timedelta(seconds=5)
+# What a refund settles to; a declined refund gives its amount back to the charge.
+REFUND_OUTCOMES = ("Refunded", "Declined")
+DECLINE_REASONS = ("AmazonRejected", "ProcessingFailure")
+_MAX_SCRIPTED = 100
 
 
 @dataclass
@@ -31,6 +35,19 @@ class RefundRecord:
     environment: str
     refund_at: datetime
     charge_permission_id: str
+    settle_to: tuple[str, str | None] = ("Refunded", None)  # (state, reasonCode)
+
+
+def refund_outcome(outcome: str, reason: str | None) -> tuple[str, str | None]:
+    """(state, reasonCode) a refund settles to; ValueError says what is wrong."""
+    if outcome not in REFUND_OUTCOMES:
+        raise ValueError(f"outcome must be one of {', '.join(REFUND_OUTCOMES)}")
+    if outcome == "Refunded":
+        return "Refunded", None
+    reason = reason or "AmazonRejected"
+    if reason not in DECLINE_REASONS:
+        raise ValueError(f"reason_code must be one of {', '.join(DECLINE_REASONS)}")
+    return "Declined", reason
 
 
 class Refunds:
@@ -40,14 +57,51 @@ class Refunds:
         self._core = core
         self._charges = charges
         self.records: dict[str, RefundRecord] = {}
+        self.next_refunds: dict[str, list[tuple[str, str | None]]] = {}  # by charge id
 
     def tick(self) -> None:
         now = self._core.now()
         for refund_id, record in self.records.items():
             refund = record.body
             if refund["statusDetails"]["state"] == "RefundInitiated" and now >= record.refund_at:
-                refund["statusDetails"] = self._core.status("Refunded")
-                self._core.emit("REFUND", refund_id, record.charge_permission_id)
+                self._settle(refund_id, record.settle_to)
+
+    def _settle(self, refund_id: str, outcome: tuple[str, str | None]) -> None:
+        record = self.records[refund_id]
+        refund = record.body
+        state, reason = outcome
+        refund["statusDetails"] = self._core.status(state, reason)
+        if state == "Declined":
+            # The money did not go back: the charge may be refunded up to it again.
+            charge = self._charges.find(record.environment, refund["chargeId"])
+            refunded, currency = parse_price(charge["refundedAmount"], "refundedAmount")
+            amount, _ = parse_price(refund["refundAmount"], "refundAmount")
+            charge["refundedAmount"] = price_json(refunded - amount, currency)
+        self._core.emit("REFUND", refund_id, record.charge_permission_id)
+
+    def set_outcome(self, refund_id: str, outcome: tuple[str, str | None]) -> JSONObject:
+        """Control API: settle a RefundInitiated refund now."""
+        record = self.records.get(refund_id)
+        if record is None:
+            raise SimulatorError(404, "ResourceNotFound", f"Refund {refund_id} not found")
+        if record.body["statusDetails"]["state"] != "RefundInitiated":
+            raise SimulatorError(422, "InvalidRefundStatus", "The Refund is not pending")
+        self._settle(refund_id, outcome)
+        return copy.deepcopy(record.body)
+
+    def script(
+        self, charge_id: str, outcome: tuple[str, str | None], count: int
+    ) -> list[JSONObject]:
+        """Control API: how the next `count` refunds of a charge settle, after those queued."""
+        if charge_id not in self._charges.records:
+            raise SimulatorError(404, "ResourceNotFound", f"Charge {charge_id} not found")
+        if not 1 <= count <= _MAX_SCRIPTED:
+            raise SimulatorError(
+                400, "InvalidParameterValue", f"count must be 1 to {_MAX_SCRIPTED}"
+            )
+        queue = self.next_refunds.setdefault(charge_id, [])
+        queue.extend([outcome] * count)
+        return [{"outcome": state, "reason_code": reason} for state, reason in queue]
 
     def create(self, env: str, body: Any) -> JSONObject:
         request = object_body(body)
@@ -89,11 +143,13 @@ class Refunds:
             "statusDetails": self._core.status("RefundInitiated"),
             "releaseEnvironment": env,
         }
+        queue = self.next_refunds.get(charge_id)
         self.records[refund_id] = RefundRecord(
             body=refund,
             environment=env,
             refund_at=now + REFUND_DELAY,
             charge_permission_id=permission_id,
+            settle_to=queue.pop(0) if queue else ("Refunded", None),
         )
         self._core.emit("REFUND", refund_id, permission_id)
         return copy.deepcopy(refund)
