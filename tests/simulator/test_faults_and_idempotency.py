@@ -12,7 +12,15 @@ from typing import Any
 import pytest
 import requests
 
-from tests.simulator.conftest import OTHER_KEY_ID, USD_14, Api, complete, session_payload
+from tests.simulator.conftest import (
+    OTHER_KEY_ID,
+    USD_14,
+    Api,
+    complete,
+    create_charge,
+    saved_wallet,
+    session_payload,
+)
 
 
 def _complete(
@@ -268,3 +276,71 @@ def test_control_api_can_be_switched_off(keys: Any) -> None:
         )
     finally:
         handle.shutdown()
+
+
+# -- idempotent replay of the money-moving POSTs (docs section 7) ------------------------------
+
+
+def _money_call(api: Api, operation: str, target: str, amount: str, key: str) -> requests.Response:
+    price = {"amount": amount, "currencyCode": "USD"}
+    if operation == "CreateCharge":
+        body = {"chargePermissionId": target, "chargeAmount": price, "chargeInitiator": "MITU"}
+        return api.call("POST", "/charges", body, idempotency_key=key)
+    if operation == "CaptureCharge":
+        return api.call(
+            "POST", f"/charges/{target}/capture", {"captureAmount": price}, idempotency_key=key
+        )
+    body = {"chargeId": target, "refundAmount": price}
+    return api.call("POST", "/refunds", body, idempotency_key=key)
+
+
+def _target(api: Api, operation: str) -> str:
+    """A saved wallet for Create Charge, an Authorized charge for Capture, a captured one for
+    Create Refund."""
+    wallet = saved_wallet(api)
+    if operation == "CreateCharge":
+        return wallet
+    capture_now = operation == "CreateRefund"
+    response = create_charge(api, wallet, "10.00", key="setup", captureNow=capture_now)
+    charge_id: str = response.json()["chargeId"]
+    return charge_id
+
+
+@pytest.mark.parametrize("operation", ["CreateCharge", "CaptureCharge", "CreateRefund"])
+def test_same_key_same_body_replays_and_a_different_body_is_a_duplicate(
+    api: Api, operation: str
+) -> None:
+    target = _target(api, operation)
+    first = _money_call(api, operation, target, "4.00", "money-1")
+    assert first.status_code in (200, 201), first.text
+    replay = _money_call(api, operation, target, "4.00", "money-1")
+    assert (replay.status_code, replay.json()) == (first.status_code, first.json())
+    other = _money_call(api, operation, target, "5.00", "money-1")
+    assert (other.status_code, other.json()["reasonCode"]) == (400, "DuplicateIdempotencyKey")
+    log = api.http.get(api.base_url + "/_simulator/requests").json()
+    calls = [e for e in log if e["operation"] == operation and e["idempotency_key"] == "money-1"]
+    assert [e["fault"] for e in calls] == [None, "replay", None]
+    if operation == "CreateRefund":  # applied once: 4.00 refunded, not 8.00
+        charge = api.call("GET", f"/charges/{target}").json()
+        assert charge["refundedAmount"]["amount"] == "4.00"
+
+
+def test_a_replay_answers_what_was_answered_then(api: Api) -> None:
+    """Amazon keeps the first answer for good (docs section 7): a declined Create Charge replays
+    as declined after the script is used up, an authorized one as Authorized after capture."""
+    wallet = saved_wallet(api)
+    api.control(f"charge-permissions/{wallet}/next-charges", {"outcome": "HardDeclined"})
+    declined = create_charge(api, wallet, key="declined")
+    assert declined.json()["reasonCode"] == "HardDeclined"
+    assert create_charge(api, wallet, key="declined").json() == declined.json()
+    authorized = create_charge(api, wallet, key="authorized")
+    charge_id = authorized.json()["chargeId"]
+    api.call(
+        "POST",
+        f"/charges/{charge_id}/capture",
+        {"captureAmount": {"amount": "14.00", "currencyCode": "USD"}},
+        idempotency_key="cap",
+    )
+    again = create_charge(api, wallet, key="authorized")
+    assert again.json()["statusDetails"]["state"] == "Authorized"
+    assert again.json()["chargeId"] == charge_id
