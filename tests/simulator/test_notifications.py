@@ -17,7 +17,16 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from amazonpay.simulator import SIMULATOR_MERCHANT_ID, Simulator, serve_in_thread
-from tests.simulator.conftest import Api, Keys, complete, public_keys, session_payload
+from tests.simulator.conftest import (
+    USD_14,
+    Api,
+    Keys,
+    complete,
+    create_charge,
+    public_keys,
+    saved_wallet,
+    session_payload,
+)
 from tests.support.receiver import IpnReceiver, ipn_receiver
 
 Envelope = tuple[dict[str, str], dict[str, Any]]
@@ -167,3 +176,112 @@ def test_pending_authorization_settles_and_notifies_without_any_request(
         assert charge["statusDetails"]["state"] == "Authorized"
     finally:
         handle.shutdown()
+
+
+# -- an IPN for every change of a Charge Permission, Charge or Refund ---------------------------
+
+Change = tuple[str, str, str]  # ObjectType, ObjectId, NotificationType
+
+
+@pytest.fixture
+def notified(keys: Keys, receiver: IpnReceiver) -> Iterator[Api]:
+    handle = serve_in_thread(Simulator(public_keys=public_keys(keys), notify_url=receiver.url))
+    yield Api(handle.base_url, keys)
+    handle.shutdown()
+
+
+def changes(receiver: IpnReceiver, count: int, permission_id: str) -> list[Change]:
+    """The next `count` notifications, checked for the permission id and for nothing extra."""
+    got = [json.loads(e["Message"]) for _, e in collect(receiver, count)]
+    assert all(m["ChargePermissionId"] == permission_id for m in got), got
+    assert receiver.collect(1, timeout=0.3) == [], "an unexpected extra notification"
+    return [(m["ObjectType"], m["ObjectId"], m["NotificationType"]) for m in got]
+
+
+def test_saved_wallet_changes_notify(notified: Api, receiver: IpnReceiver) -> None:
+    api = notified
+    wallet = saved_wallet(api)
+    permission = ("CHARGE_PERMISSION", wallet)
+    assert changes(receiver, 1, wallet) == [(*permission, "STATE_CHANGE")]
+    api.control(f"charge-permissions/{wallet}/buyer", {"action": "expire_card"})
+    assert changes(receiver, 1, wallet) == [(*permission, "STATE_CHANGE")]
+    api.control(f"charge-permissions/{wallet}/buyer", {"action": "expire_card"})  # no change
+    api.control(f"charge-permissions/{wallet}/buyer", {"action": "fix_card"})
+    assert changes(receiver, 2, wallet) == [
+        (*permission, "ATTRIBUTE_CHANGE"),
+        (*permission, "STATE_CHANGE"),
+    ]
+    api.call("PATCH", f"/chargePermissions/{wallet}", {"merchantMetadata": {"noteToBuyer": "x"}})
+    assert changes(receiver, 1, wallet) == [(*permission, "ATTRIBUTE_CHANGE")]
+    api.call("DELETE", f"/chargePermissions/{wallet}/close", {"closureReason": "removed"})
+    assert changes(receiver, 1, wallet) == [(*permission, "STATE_CHANGE")]
+
+
+def test_charge_and_refund_changes_notify(notified: Api, receiver: IpnReceiver) -> None:
+    api = notified
+    wallet = saved_wallet(api)
+    changes(receiver, 1, wallet)
+
+    charge_id = create_charge(api, wallet, key="c1").json()["chargeId"]
+    charge = ("CHARGE", charge_id, "STATE_CHANGE")
+    assert changes(receiver, 1, wallet) == [charge]  # Authorized
+    api.call(
+        "POST",
+        f"/charges/{charge_id}/capture",
+        {"captureAmount": USD_14},
+        idempotency_key="cap",
+    )
+    assert changes(receiver, 1, wallet) == [charge]  # Captured
+    refund_id = refund(api, charge_id, "4.00", "r1")
+    assert changes(receiver, 1, wallet) == [("REFUND", refund_id, "STATE_CHANGE")]  # initiated
+    api.control("clock", {"advance_seconds": 6})
+    assert changes(receiver, 1, wallet) == [("REFUND", refund_id, "STATE_CHANGE")]  # Refunded
+    declined_id = refund(api, charge_id, "4.00", "r2")
+    api.control(f"refunds/{declined_id}/outcome", {"outcome": "Declined"})
+    assert changes(receiver, 2, wallet) == [("REFUND", declined_id, "STATE_CHANGE")] * 2
+
+    assert create_charge(api, wallet, key="no", simulation="HardDeclined").status_code == 400
+    api.control(
+        f"charge-permissions/{wallet}/next-charges", {"outcome": "Authorized", "pending": True}
+    )
+    pending_id = create_charge(api, wallet, key="c2", canHandlePendingAuthorization=True).json()[
+        "chargeId"
+    ]
+    assert changes(receiver, 1, wallet) == [("CHARGE", pending_id, "STATE_CHANGE")]  # initiated
+    api.control("clock", {"advance_seconds": 31})
+    assert changes(receiver, 1, wallet) == [("CHARGE", pending_id, "STATE_CHANGE")]  # Authorized
+    api.call(
+        "POST",
+        f"/charges/{pending_id}/capture",
+        {"captureAmount": USD_14},
+        idempotency_key="cap2",
+        extra_signed={"x-amz-pay-simulation-code": "CaptureInitiated"},
+    )
+    api.control("clock", {"advance_seconds": 31})
+    assert changes(receiver, 2, wallet) == [("CHARGE", pending_id, "STATE_CHANGE")] * 2
+
+    canceled_id = create_charge(api, wallet, key="c3").json()["chargeId"]
+    api.call("DELETE", f"/charges/{canceled_id}/cancel", {"cancellationReason": "x"})
+    assert changes(receiver, 2, wallet) == [("CHARGE", canceled_id, "STATE_CHANGE")] * 2
+    unused_id = create_charge(api, wallet, key="c4").json()["chargeId"]
+    api.control("clock", {"advance_seconds": 31 * 86400})  # ExpiredUnused
+    assert changes(receiver, 2, wallet) == [("CHARGE", unused_id, "STATE_CHANGE")] * 2
+
+
+def test_a_one_time_permission_expiry_notifies(notified: Api, receiver: IpnReceiver) -> None:
+    done = complete_session(notified, intent="Confirm").json()
+    permission_id = done["chargePermissionId"]
+    expected = [("CHARGE_PERMISSION", permission_id, "STATE_CHANGE")]
+    assert changes(receiver, 1, permission_id) == expected
+    notified.control("clock", {"advance_seconds": 181 * 86400})
+    assert changes(receiver, 1, permission_id) == expected
+
+
+def refund(api: Api, charge_id: str, amount: str, key: str) -> str:
+    price = {"amount": amount, "currencyCode": "USD"}
+    response = api.call(
+        "POST", "/refunds", {"chargeId": charge_id, "refundAmount": price}, idempotency_key=key
+    )
+    assert response.status_code == 201, response.text
+    refund_id: str = response.json()["refundId"]
+    return refund_id
