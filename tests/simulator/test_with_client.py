@@ -10,7 +10,7 @@ import requests
 
 from amazonpay import errors, signing
 from amazonpay.client import AmazonPayClient, RetryPolicy, idempotency_key_for
-from amazonpay.models import Price
+from amazonpay.models import Channel, ChargeInitiator, Price
 from amazonpay.simulator import ServerHandle
 from tests.simulator.conftest import PLAIN_KEY_ID, SANDBOX_KEY_ID, Keys, session_payload
 
@@ -85,17 +85,28 @@ def test_full_lifecycle(
         assert done.charge_permission_id is not None
         assert done.charge_id is not None
         assert client.get_charge_permission(done.charge_permission_id).state == "Chargeable"
-        charge = client.capture_charge(done.charge_id, USD_14)
+        charge = client.capture_charge(
+            done.charge_id, USD_14, idempotency_key=idempotency_key_for("capture-order-1")
+        )
         assert charge.state == "Captured"
-        refund = client.create_refund(done.charge_id, Price.of("5.00", "USD"))
+        refund = client.create_refund(
+            done.charge_id,
+            Price.of("5.00", "USD"),
+            idempotency_key=idempotency_key_for("refund-order-1"),
+        )
         assert refund.state == "RefundInitiated"
         assert client.get_refund(refund.refund_id).state == "RefundInitiated"
         second = client.create_charge(
-            {
-                "chargePermissionId": done.charge_permission_id,
-                "chargeAmount": {"amount": "1.00", "currencyCode": "USD"},
-            }
+            done.charge_permission_id,
+            Price.of("1.00", "USD"),
+            capture_now=False,
+            can_handle_pending_authorization=True,
+            charge_initiator=ChargeInitiator.MITU,
+            channel=Channel.WEB,
+            merchant_reference_id="order-2",
+            idempotency_key=idempotency_key_for("charge-order-2"),
         )
+        assert second.state == "Authorized"
         assert client.cancel_charge(second.charge_id, "test").state == "Canceled"
         closed = client.close_charge_permission(done.charge_permission_id, "done")
         assert closed.state == "Closed"
