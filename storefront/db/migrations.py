@@ -26,6 +26,8 @@ from sqlalchemy import Engine, inspect, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
+from storefront.db.engine import unbounded
+
 __all__ = [
     "UPGRADE_COMMAND",
     "SchemaGate",
@@ -116,8 +118,13 @@ def schema_status(engine: Engine) -> SchemaStatus:
 
 
 @contextmanager
-def _migration_lock(engine: Engine) -> Iterator[Connection]:
-    """A connection that holds the one lock every upgrading process takes."""
+def _migration_lock(engine: Engine, *, bounded: bool) -> Iterator[Connection]:
+    """A connection that holds the one lock every upgrading process takes.
+
+    `bounded`: keep the engine's time limits (the gate creating a new database's schema in a
+    worker); otherwise they are lifted, since an operator's upgrade may rewrite a large table
+    or wait for another upgrader.
+    """
     database = engine.url.database or ""
     if engine.dialect.name == "sqlite" and database not in ("", ":memory:"):
         lock_path = Path(database).with_name(Path(database).name + ".migrate.lock")
@@ -129,17 +136,26 @@ def _migration_lock(engine: Engine) -> Iterator[Connection]:
             finally:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
         return
-    with engine.connect() as conn:
+    with engine.connect() as opened, _limits(opened, bounded=bounded) as conn:
         if engine.dialect.name == "postgresql":
             conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": _PG_LOCK_KEY})
             conn.commit()
         try:
             yield conn
         finally:
-            if engine.dialect.name == "postgresql":
+            if engine.dialect.name == "postgresql" and not conn.invalidated:
                 conn.rollback()
                 conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": _PG_LOCK_KEY})
                 conn.commit()
+
+
+@contextmanager
+def _limits(conn: Connection, *, bounded: bool) -> Iterator[Connection]:
+    if bounded:
+        yield conn
+    else:
+        with unbounded(conn):
+            yield conn
 
 
 def upgrade(engine: Engine, *, only_if_empty: bool = False) -> SchemaStatus:
@@ -149,7 +165,7 @@ def upgrade(engine: Engine, *, only_if_empty: bool = False) -> SchemaStatus:
     app does at start-up; upgrading a database with rows is the operator's step).
     """
     head = head_revision()
-    with _migration_lock(engine) as conn:
+    with _migration_lock(engine, bounded=only_if_empty) as conn:
         before = _status(conn, head)
         conn.rollback()
         if before.ready or before.state is SchemaState.AHEAD:
@@ -172,14 +188,21 @@ class SchemaGate:
     `flask --app app db upgrade` and is reported in one line (log and /healthz). A database
     that does not answer is not a schema problem: the gate stays closed and looks again at most
     every `recheck_seconds`, so a worker boots without its database and serves once it is back.
+    The first check runs to its end (start-up); later ones run in a background thread that a
+    request waits on for at most `patience_seconds`, so a frozen database never holds one up.
     """
 
-    def __init__(self, engine: Engine, *, recheck_seconds: float = 2.0) -> None:
+    def __init__(
+        self, engine: Engine, *, recheck_seconds: float = 2.0, patience_seconds: float = 1.0
+    ) -> None:
         self._engine = engine
         self._recheck = recheck_seconds
+        self._patience = patience_seconds
         self._lock = threading.Lock()
         self._open = False
         self._checked_at = -float("inf")
+        self._checked_once = False
+        self._checking: threading.Thread | None = None
         self._line = "database schema not checked yet"
 
     @property
@@ -190,15 +213,26 @@ class SchemaGate:
         """True once the schema was found current (then for the life of the process)."""
         if self._open:
             return True
-        now = time.monotonic()
-        if now - self._checked_at < self._recheck or not self._lock.acquire(blocking=False):
-            return False  # checked just now, or another thread is checking: do not pile up
+        with self._lock:
+            now = time.monotonic()
+            if self._checking is None and now - self._checked_at >= self._recheck:
+                self._checked_at = now
+                self._checking = threading.Thread(
+                    target=self._run_check, name="schema-gate", daemon=True
+                )
+                self._checking.start()
+            checking, first = self._checking, not self._checked_once
+        if checking is not None:
+            checking.join(None if first else self._patience)
+        return self._open
+
+    def _run_check(self) -> None:
         try:
-            self._checked_at = now
             self._check()
         finally:
-            self._lock.release()
-        return self._open
+            with self._lock:
+                self._checking = None
+                self._checked_once = True
 
     def _check(self) -> None:
         try:
