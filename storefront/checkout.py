@@ -10,10 +10,15 @@ No Flask here: `ReturnHandler.handle_return` takes the raw query values and give
 * The pending checkout is found by `ref` (so a lost cookie does not matter). Unknown or malformed
   `ref` -> failure, redirected to /wallet (the seed's flow) since the checkout kind is unknown.
 * A session id already claimed for another pending checkout is refused without calling Amazon.
-* One worker wins the claim row (INSERT ... ON CONFLICT DO NOTHING); the others wait for its
-  decision. The winner reads the session, checks that it belongs to this pending checkout and
-  matches its type and amount, then completes it with a key derived from the session id, so a
-  takeover after a crash replays rather than repeats.
+* One worker wins the claim row (INSERT ... ON CONFLICT DO NOTHING). The others wait for its
+  decision only while the claim is young (a double click: `wait`, about 2 s from the claim); a
+  claim held longer (slow Amazon, or a crashed worker) is answered "being confirmed" at once and
+  the page's refresh polls, so no request thread sits on someone else's claim. The winner keeps
+  its short lease alive while it works (`LeaseKeeper`), so it is never overtaken; a crashed
+  winner's lease runs out within `lease` and the next refresh or cron run takes it over. The
+  winner reads the session, checks that it belongs to this pending checkout and matches its
+  type and amount, then completes it with a key derived from the session id, so a takeover
+  after a crash replays rather than repeats.
 * An outcome that may hide moved money (no response, 5xx, 429, 202) is *pending*, never failure;
   the next visit reconciles with a GET and, if still Open and under 24 hours old, completes
   again with the same key (an older Open session is a failure: Amazon cancels it).
@@ -45,6 +50,7 @@ from amazonpay.errors import (
 )
 from amazonpay.models import CheckoutSession, Price
 from storefront.db import Claim, PendingCheckout, Store
+from storefront.db.leases import LeaseKeeper
 from storefront.states import CheckoutKind, ClaimState, PendingState
 
 __all__ = [
@@ -65,6 +71,9 @@ REFERENCE_PATTERN = re.compile(r"\A[A-Za-z0-9_-]{22}\Z")
 
 # Section 4: a session not completed within 24 hours is canceled by Amazon.
 MAX_PENDING_AGE = timedelta(hours=24)
+# A crashed worker's claim is taken over this long after its last heartbeat; the live holder
+# renews it every quarter of it, so a few missed renewals (a database blip) do not lose it.
+CLAIM_LEASE = timedelta(seconds=20)
 
 _SUCCESS_CHARGE_STATES = frozenset({"Authorized", "CaptureInitiated", "Captured"})
 _FAILED_CHARGE_STATES = frozenset({"Declined", "Canceled"})
@@ -142,11 +151,15 @@ class ReturnHandler:
         *,
         clock: Callable[[], datetime],
         sleep: Callable[[float], None],
-        lease: timedelta = timedelta(seconds=90),
+        lease: timedelta = CLAIM_LEASE,
         wait: timedelta = timedelta(seconds=15),
         poll_interval: float = 0.1,
         max_age: timedelta = MAX_PENDING_AGE,
+        heartbeat_seconds: float | None = None,
     ) -> None:
+        """`wait`: how long after a claim was taken others wait for its decision (the app
+        configures about 2 s); `heartbeat_seconds`: how often a holder renews its lease
+        (a quarter of `lease` unless given)."""
         self.client = client
         self.store = store
         self.clock = clock
@@ -155,6 +168,9 @@ class ReturnHandler:
         self.wait = wait
         self.poll_interval = poll_interval
         self.max_age = max_age
+        self.leases = LeaseKeeper(
+            store.ledger, lease=lease, clock=clock, every_seconds=heartbeat_seconds
+        )
 
     # -- entry point ----------------------------------------------------------------------
 
@@ -206,7 +222,8 @@ class ReturnHandler:
             )
             claim = attempt.claim
             if attempt.won:
-                return self._process(pending, claim, owner, attempt.processing)
+                with self.leases.holding(session_id, owner):
+                    return self._process(pending, claim, owner, attempt.processing)
             if claim.reference != pending.reference:
                 return self._foreign(pending, session_id)
             if claim.decided:
@@ -214,7 +231,9 @@ class ReturnHandler:
             if claim.status == ClaimState.PENDING:
                 # Another request is reconciling it right now; its refresh will show the result.
                 return self._pending(pending, "reconciling-elsewhere")
-            if self.clock() >= deadline:
+            # Wait only on a young claim (its winner is about to decide); one held longer is
+            # slow or orphaned, and waiting on it would only tie up this request's thread.
+            if self.clock() >= min(deadline, claim.updated_at + self.wait):
                 return self._pending(pending, "claimed-elsewhere")
             self.sleep(self.poll_interval)
 
@@ -262,7 +281,8 @@ class ReturnHandler:
             # Decided meanwhile, or a buyer's request or another reconciler holds the lease.
             reason = "decided-elsewhere" if attempt.claim.decided else "claimed-elsewhere"
             return Reconciled(session_id, reference, None, reason)
-        outcome = self._process(pending, attempt.claim, owner, attempt.processing)
+        with self.leases.holding(session_id, owner):
+            outcome = self._process(pending, attempt.claim, owner, attempt.processing)
         logger.info(
             "reconciled ref=%s outcome=%s reason=%s",
             reference,

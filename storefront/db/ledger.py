@@ -2,8 +2,9 @@
 
 Today the operation is Complete Checkout Session, keyed by checkout session id.
 `INSERT ... ON CONFLICT DO NOTHING` picks one winner across threads, processes and instances; a
-lease lets a later request take over when the winner died mid-flight; the outcome (completed,
-failed, or pending = not known yet) is written in the same transaction as its effect.
+short lease, renewed by its holder while it works (`renew`), lets a later request take over when
+the winner died mid-flight; the outcome (completed, failed, or pending = not known yet) is
+written in the same transaction as its effect.
 """
 
 from __future__ import annotations
@@ -213,6 +214,37 @@ class ClaimLedger(Repository):
         with self.engine.connect() as conn:
             return [_claim(row) for row in conn.execute(query).mappings()]
 
+    def renew(self, held: Collection[tuple[str, str]], *, now: datetime, lease: timedelta) -> None:
+        """Push forward the leases of these (checkout session id, owner) pairs: a heartbeat.
+
+        Only a lease its owner still holds moves: a claim taken over, decided or released
+        (`mark_pending`, `let_go`) is left as it is.
+        """
+        if not held:
+            return
+        cc = checkout_claims.c
+        statement = (
+            update(checkout_claims)
+            .where(cc.checkout_session_id == bindparam("p_sid"))
+            .where(cc.lease_owner == bindparam("p_owner"))
+            .where(cc.status.in_(_UNDECIDED))
+            .values(lease_expires_at=now + lease)
+        )
+        with self._tx() as conn:
+            conn.execute(statement, [{"p_sid": sid, "p_owner": owner} for sid, owner in held])
+
+    def let_go(self, checkout_session_id: str, owner: str, *, now: datetime) -> None:
+        """End this owner's lease now (its request failed): the next visit takes over at once."""
+        cc = checkout_claims.c
+        with self._tx() as conn:
+            conn.execute(
+                update(checkout_claims)
+                .where(cc.checkout_session_id == checkout_session_id)
+                .where(cc.lease_owner == owner)
+                .where(cc.status.in_(_UNDECIDED))
+                .values(lease_owner=None, lease_expires_at=now)
+            )
+
     def release(self, checkout_session_id: str, owner: str) -> None:
         """Forget a claim that should never have been made (a session of another checkout)."""
         cc = checkout_claims.c
@@ -249,6 +281,7 @@ class ClaimLedger(Repository):
         values: dict[str, Any] = {
             "status": ClaimState.PENDING,
             "reason": reason,
+            "lease_owner": None,  # released: the holder's heartbeat must not renew it
             "lease_expires_at": now,
             "updated_at": now,
         }
