@@ -54,13 +54,13 @@ _SPENDING = ("AuthorizationInitiated", "Authorized", "CaptureInitiated", "Captur
 class ChargeRecord:
     body: JSONObject
     environment: str
+    created: datetime
     settle_at: datetime | None = None  # when a pending authorization settles
     settle_to: str = "Authorized"  # ... and to what: Authorized or a decline reason
     capture_on_authorize: bool = False
     capture_later: bool = False  # capture on authorization as CaptureInitiated
     authorized_at: datetime | None = None
     capture_at: datetime | None = None  # when a CaptureInitiated capture completes
-    created: datetime | None = None
 
 
 def _check_fields(request: JSONObject) -> None:
@@ -276,7 +276,7 @@ class Charges:
         for charge_id in self.by_permission.get(permission_id, []):
             record = self.records[charge_id]
             charge = record.body
-            if charge["statusDetails"]["state"] not in _SPENDING or record.created is None:
+            if charge["statusDetails"]["state"] not in _SPENDING:
                 continue
             if (record.created.year, record.created.month) != (now.year, now.month):
                 continue
