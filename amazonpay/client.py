@@ -57,6 +57,8 @@ __all__ = [
     "RETRYABLE_STATUSES",
     "USER_AGENT",
     "AmazonPayClient",
+    "CallObserver",
+    "CallRecord",
     "RetryPolicy",
     "api_host",
     "backoff_delay",
@@ -123,6 +125,33 @@ class RetryPolicy:
             raise ValueError("max_attempts must be at least 1")
         if self.base_delay < 0 or self.max_delay < 0 or self.max_total < 0:
             raise ValueError("retry delays must not be negative")
+
+
+@dataclass(frozen=True)
+class CallRecord:
+    """One attempt of one API call, as an observer (metrics) sees it. Never ids or amounts.
+
+    `status` is None when no response came back; `error` then names the exception class.
+    `duration` is this attempt's own time in seconds; `will_retry` says another attempt follows.
+    `request_id` is Amazon's x-amz-pay-request-id, for logs only (it is unique per call).
+    """
+
+    operation: str
+    method: str
+    attempt: int
+    status: int | None
+    error: str | None
+    duration: float
+    will_retry: bool
+    request_id: str | None
+
+    @property
+    def status_class(self) -> str:
+        """`2xx`, `4xx`, `5xx`... or `none` when Amazon did not answer."""
+        return "none" if self.status is None else f"{self.status // 100}xx"
+
+
+CallObserver = Callable[[CallRecord], None]
 
 
 class _Uniform(Protocol):
@@ -303,7 +332,13 @@ class AmazonPayClient:
         sleep: Callable[[float], None] = time.sleep,
         monotonic: Callable[[], float] = time.monotonic,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        observer: CallObserver | None = None,
     ) -> None:
+        """`observer`, when given, is called once per attempt with its CallRecord (metrics).
+
+        It runs on the calling thread before the call returns or retries, so it must be quick
+        and must not raise.
+        """
         if not isinstance(public_key_id, str) or not _PUBLIC_KEY_ID.match(public_key_id):
             raise ConfigurationError(
                 "public_key_id must be a non-empty id without spaces or commas"
@@ -337,6 +372,7 @@ class AmazonPayClient:
         self._sleep = sleep
         self._monotonic = monotonic
         self._now = now
+        self._observer = observer
         self._rng = random.Random()  # noqa: S311 - jitter, not security
 
         self._owns_session = session is None
@@ -700,12 +736,22 @@ class AmazonPayClient:
         while True:
             attempt += 1
             headers = self._signed_headers(method, path, body, idempotency_key)
+            sent = self._monotonic()
             try:
                 response = self._send(method, url, headers, body)
             except requests.RequestException as exc:
                 applied_now = not _never_left(exc)
                 may_have_been_applied = may_have_been_applied or applied_now
-                elapsed = self._monotonic() - start
+                finished = self._monotonic()
+                elapsed = finished - start
+                delay = self._retry_delay(
+                    method=method,
+                    status=None,
+                    idempotency_key=idempotency_key,
+                    attempt=attempt,
+                    elapsed=elapsed,
+                    retry_after=None,
+                )
                 logger.warning(
                     "amazonpay %s: no response (%s, may have been applied: %s)"
                     " attempt=%d elapsed_ms=%.0f",
@@ -714,14 +760,19 @@ class AmazonPayClient:
                     applied_now,
                     attempt,
                     elapsed * 1000,
+                    extra={"amazon_operation": operation},
                 )
-                delay = self._retry_delay(
-                    method=method,
-                    status=None,
-                    idempotency_key=idempotency_key,
-                    attempt=attempt,
-                    elapsed=elapsed,
-                    retry_after=None,
+                self._observe(
+                    CallRecord(
+                        operation,
+                        method,
+                        attempt,
+                        None,
+                        type(exc).__name__,
+                        finished - sent,
+                        delay is not None,
+                        None,
+                    )
                 )
                 if delay is None:
                     raise APIConnectionError(
@@ -734,7 +785,10 @@ class AmazonPayClient:
 
             status = response.status_code
             request_id = response.headers.get("x-amz-pay-request-id")
-            elapsed = self._monotonic() - start
+            finished = self._monotonic()
+            elapsed = finished - start
+            # Structured copies of what the message says, for JSON logs (storefront/logs.py).
+            extra = {"amazon_operation": operation, "amazon_request_id": request_id}
             if 200 <= status < 300:
                 logger.info(
                     "amazonpay %s: status=%d request_id=%s attempt=%d elapsed_ms=%.0f",
@@ -743,6 +797,12 @@ class AmazonPayClient:
                     request_id,
                     attempt,
                     elapsed * 1000,
+                    extra=extra,
+                )
+                self._observe(
+                    CallRecord(
+                        operation, method, attempt, status, None, finished - sent, False, request_id
+                    )
                 )
                 return _json_object(response, request_id), status
 
@@ -765,11 +825,28 @@ class AmazonPayClient:
                 attempt,
                 elapsed * 1000,
                 "" if delay is None else f" retrying in {delay:.2f}s",
+                extra=extra,
+            )
+            self._observe(
+                CallRecord(
+                    operation,
+                    method,
+                    attempt,
+                    status,
+                    type(error).__name__,
+                    finished - sent,
+                    delay is not None,
+                    request_id,
+                )
             )
             if delay is None:
                 raise error
             response.close()
             self._sleep(delay)
+
+    def _observe(self, record: CallRecord) -> None:
+        if self._observer is not None:
+            self._observer(record)
 
     def _retry_delay(
         self,
