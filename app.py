@@ -6,7 +6,6 @@ Without Amazon Pay credentials the app runs offline against the embedded simulat
 
 from __future__ import annotations
 
-import logging
 import os
 import time
 from collections.abc import Mapping
@@ -16,8 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import click
-from flask import Flask, g, has_request_context, render_template, request
-from flask.logging import default_handler
+from flask import Flask, render_template, request
 from werkzeug.exceptions import HTTPException, InternalServerError, SecurityError
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.wrappers import Response as BaseResponse
@@ -37,6 +35,8 @@ from storefront.button import ButtonSettings
 from storefront.checkout import ReturnHandler
 from storefront.db import Store, create_store_engine
 from storefront.db.migrations import SchemaGate
+from storefront.logs import configure_logging
+from storefront.metrics import install_metrics, observe_amazon_call
 from storefront.views import register_blueprints
 from storefront.web import Shop, install_request_guards
 
@@ -129,6 +129,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
             connect_timeout=3.05,
             read_timeout=8.0,
             retry=RetryPolicy(max_attempts=3, base_delay=0.25, max_delay=2.0, max_total=6.0),
+            observer=observe_amazon_call,
         )
     except ConfigurationError as exc:
         raise ConfigurationError(f"AMAZON_PAY_ENDPOINT: {exc}") from None
@@ -160,8 +161,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     install_request_guards(app, checkout_js)
     register_blueprints(app)
+    install_metrics(app)
     _register_error_pages(app)
-    _configure_logging(app)
+    configure_logging(app)
     _register_commands(app)
     return app
 
@@ -239,40 +241,6 @@ def _register_error_pages(app: Flask) -> None:
         return render_template("error.html", code=500), 500
 
     app.register_error_handler(InternalServerError, _http_error)
-
-
-class _RequestIdFilter(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.request_id = g.get("request_id", "-") if has_request_context() else "-"
-        return True
-
-
-def _configure_logging(app: Flask) -> None:
-    """Log lines tagged with the request id, unless the host already configured logging.
-
-    Under gunicorn or `flask run` nothing handles our loggers, so we add one handler per process.
-    When the root logger has handlers (pytest, an operator's dictConfig) we leave them be and
-    keep propagation, so their capture and formatting still see our records.
-    """
-    if logging.getLogger().handlers:
-        return
-    app.logger.removeHandler(default_handler)  # ours below carries the request id
-    for name in ("storefront", "amazonpay", app.logger.name):
-        logger = logging.getLogger(name)
-        if any(isinstance(h, _TaggedHandler) for h in logger.handlers):
-            continue
-        handler = _TaggedHandler()
-        handler.addFilter(_RequestIdFilter())
-        handler.setFormatter(
-            logging.Formatter("%(asctime)s %(levelname)s [%(request_id)s] %(name)s: %(message)s")
-        )
-        logger.addHandler(handler)
-        if logger.level == logging.NOTSET:
-            logger.setLevel(logging.INFO)
-
-
-class _TaggedHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """Marks our handler so a second create_app in one process does not add another."""
 
 
 def _register_commands(app: Flask) -> None:

@@ -10,12 +10,20 @@ Command-line flags still win. Why these values:
 - logger_class: the access log (`--access-logfile`) would record every return URL with its
   `ref` and `amazonCheckoutSessionId`, and every result page with its unguessable reference
   (docs/contract.md); MaskingLogger writes `***` in their place.
+- on_starting / child_exit / on_exit: Prometheus multiprocess mode, so `GET /metrics` adds up
+  every worker's counts (storefront/metrics.py). `PROMETHEUS_MULTIPROC_DIR` names the folder for
+  the workers' files; unset, a fresh one is made per start and removed at exit. Not with
+  `--preload`: prometheus_client picks its mode when first imported, which must be after this.
 """
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
+import tempfile
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from gunicorn.glogging import Logger  # type: ignore[import-untyped]
@@ -60,3 +68,32 @@ class MaskingLogger(Logger):  # type: ignore[misc]  # gunicorn ships no type hin
 timeout = 75
 control_socket_disable = True
 logger_class = MaskingLogger
+
+
+_METRICS_DIR = "PROMETHEUS_MULTIPROC_DIR"
+_made_metrics_dir: list[str] = []
+
+
+def on_starting(server: Any) -> None:
+    """Give the workers an empty metrics folder: old files would add a past run's counts."""
+    directory = os.environ.get(_METRICS_DIR)
+    if directory:
+        for stale in Path(directory).glob("*.db"):
+            stale.unlink()
+    else:
+        directory = tempfile.mkdtemp(prefix="storefront-metrics-")
+        _made_metrics_dir.append(directory)
+        os.environ[_METRICS_DIR] = directory
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    """A dead worker's live gauges go; its counters stay in the totals (prometheus_client)."""
+    # Imported here: prometheus_client picks its mode on import, so never before on_starting.
+    from prometheus_client import multiprocess  # noqa: PLC0415
+
+    multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
+
+
+def on_exit(server: Any) -> None:
+    for directory in _made_metrics_dir:
+        shutil.rmtree(directory, ignore_errors=True)

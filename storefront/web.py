@@ -42,7 +42,7 @@ MAX_QUERY_BYTES = 2048  # a return URL carries two short ids; anything far longe
 # signature is checked by the view instead. Exact endpoint names, nothing broader.
 CSRF_EXEMPT_ENDPOINTS = frozenset({"notifications.amazon_pay"})
 # Endpoints that answer without the database: the health check reports the schema itself.
-SCHEMA_EXEMPT_ENDPOINTS = frozenset({"static", "shop.healthz", None})
+SCHEMA_EXEMPT_ENDPOINTS = frozenset({"static", "shop.healthz", "metrics", None})
 
 
 @dataclass
