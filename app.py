@@ -163,7 +163,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     register_blueprints(app)
     install_metrics(app)
     _register_error_pages(app)
-    configure_logging(app)
+    configure_logging(app, settings.log_format)
     _register_commands(app)
     return app
 

@@ -21,6 +21,8 @@ from sqlalchemy.exc import ArgumentError
 from amazonpay import regions
 from amazonpay.errors import ConfigurationError
 from amazonpay.signing import Algorithm, load_private_key
+from storefront.logs import LogFormat
+from storefront.logs import log_format as log_format_from
 
 __all__ = ["ConfigurationError", "Settings"]
 
@@ -49,6 +51,7 @@ class Settings:
     secret_key: str | None  # None only in simulator mode (generated under instance/)
     trust_proxy: bool  # APP_TRUST_PROXY: honour X-Forwarded-* from one proxy hop
     public_url: str | None  # PUBLIC_URL, scheme://host[:port]; None only in simulator mode
+    log_format: LogFormat  # LOG_FORMAT: text (default) or json
     simulator_port: int  # APP_SIMULATOR_PORT: 0 = any free port
 
     @property
@@ -149,6 +152,8 @@ class Settings:
                 "(the shop's origin, e.g. https://shop.example)"
             )
 
+        log_format = log_format_from(env.get("LOG_FORMAT"))
+
         trust_proxy = _parse_bool("APP_TRUST_PROXY", env.get("APP_TRUST_PROXY"), default=False)
         simulator_port = _parse_port("APP_SIMULATOR_PORT", env.get("APP_SIMULATOR_PORT") or "0")
 
@@ -166,6 +171,7 @@ class Settings:
             secret_key=secret_key,
             trust_proxy=trust_proxy,
             public_url=public_url,
+            log_format=log_format,
             simulator_port=simulator_port,
         )
 

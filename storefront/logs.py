@@ -9,8 +9,6 @@ from __future__ import annotations
 import enum
 import json
 import logging
-import os
-from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import IO, Any
 
@@ -32,13 +30,13 @@ class LogFormat(enum.Enum):
     JSON = "json"
 
 
-def log_format(environ: Mapping[str, Any]) -> LogFormat:
-    """`LOG_FORMAT` from the app's config or environment; empty or unset means text."""
-    raw = str(environ.get("LOG_FORMAT") or "text").strip().lower()
+def log_format(value: str | None) -> LogFormat:
+    """`LOG_FORMAT`'s value; empty or unset means text (config.py reads it once)."""
+    raw = (value or "text").strip().lower()
     try:
         return LogFormat(raw)
     except ValueError:
-        raise ConfigurationError(f"LOG_FORMAT must be text or json, not {raw!r}") from None
+        raise ConfigurationError(f"LOG_FORMAT: expected text or json, got {raw!r}") from None
 
 
 class _RequestFilter(logging.Filter):
@@ -102,15 +100,13 @@ def shop_handler(fmt: LogFormat, stream: IO[str] | None = None) -> logging.Handl
     return handler
 
 
-def configure_logging(app: Flask) -> None:
+def configure_logging(app: Flask, fmt: LogFormat) -> None:
     """Log lines tagged with the request, unless the host already configured logging.
 
     Under gunicorn or `flask run` nothing handles our loggers, so we add one handler per process.
     When the root logger has handlers (pytest, an operator's dictConfig) we leave them be and
     keep propagation, so their capture and formatting still see our records.
-    Raises ConfigurationError for a `LOG_FORMAT` other than text or json.
     """
-    fmt = log_format({"LOG_FORMAT": app.config.get("LOG_FORMAT") or os.environ.get("LOG_FORMAT")})
     if logging.getLogger().handlers:
         return
     app.logger.removeHandler(default_handler)  # ours below carries the request id

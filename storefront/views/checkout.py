@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, redirect, render_template, request, session, url_for
+from flask import Blueprint, abort, g, redirect, render_template, request, session, url_for
 from werkzeug.wrappers import Response as BaseResponse
 
 from storefront.button import button_config
@@ -53,6 +53,7 @@ def checkout_return() -> BaseResponse | tuple[str, int]:
     outcome = shop().returns.handle_return(
         request.args.getlist("amazonCheckoutSessionId"), request.args.getlist("ref")
     )
+    g.return_outcome = outcome  # for the metrics hook (storefront/metrics.py)
     if outcome.kind is OutcomeKind.SUCCESS and outcome.reference:
         return redirect(url_for("checkout.result", reference=outcome.reference), 303)
     if outcome.kind is OutcomeKind.PENDING:

@@ -71,6 +71,12 @@ def test_a_wallet_setup_and_a_checkout_show_up_without_buyer_data(
     returns = "storefront_request_duration_seconds_count"
     labels = {"endpoint": "checkout.checkout_return", "method": "GET", "status_class": "3xx"}
     assert value(after, returns, **labels) - value(before, returns, **labels) == 2
+    for kind in ("wallet_setup", "one_time"):
+        outcome = {"checkout_kind": kind, "outcome": "success"}
+        grown = value(after, "storefront_checkout_returns_total", **outcome) - value(
+            before, "storefront_checkout_returns_total", **outcome
+        )
+        assert grown == 1, kind
     assert value(after, "storefront_undecided_claims") == 0
     assert ("storefront_undecided_claims", frozenset()) in after
 

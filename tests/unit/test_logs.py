@@ -14,6 +14,7 @@ import pytest
 from flask import Flask, g
 
 from amazonpay.errors import ConfigurationError
+from config import Settings
 from storefront.logs import LogFormat, log_format, shop_handler
 from tests.support.servers import REPO_ROOT, clean_environment, generate_key_pair
 
@@ -30,12 +31,14 @@ REFERENCE = "AbCdEfGhIjKlMnOpQrStUv"
     ],
 )
 def test_log_format_is_text_unless_json_is_asked(raw: str | None, expected: LogFormat) -> None:
-    assert log_format({"LOG_FORMAT": raw}) is expected
+    assert log_format(raw) is expected
+    env = {} if raw is None else {"LOG_FORMAT": raw}
+    assert Settings.from_env(env).log_format is expected
 
 
 def test_any_other_log_format_stops_start_up_naming_the_variable() -> None:
-    with pytest.raises(ConfigurationError, match=r"^LOG_FORMAT must be text or json, not 'xml'$"):
-        log_format({"LOG_FORMAT": "xml"})
+    with pytest.raises(ConfigurationError, match=r"^LOG_FORMAT: expected text or json, got 'xml'$"):
+        Settings.from_env({"LOG_FORMAT": "xml"})
 
 
 @pytest.fixture
