@@ -106,7 +106,7 @@ class _Backlog(Collector):
         cc = checkout_claims.c
         now = datetime.now(UTC)
         waiting = (
-            select(cc.checkout_session_id)
+            select(cc.operation_key)
             .where(cc.status.in_(_UNDECIDED))
             .where(cc.lease_expires_at.is_(None) | (cc.lease_expires_at <= now))
             .limit(BACKLOG_COUNT_LIMIT)

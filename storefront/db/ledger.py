@@ -21,9 +21,9 @@ from sqlalchemy.engine import RowMapping
 from storefront.db.checkouts import PendingCheckout, PendingCheckouts
 from storefront.db.engine import Repository
 from storefront.db.orders import Orders
-from storefront.db.schema import checkout_claims
+from storefront.db.schema import operations
 from storefront.db.wallets import SavedWallets
-from storefront.states import CheckoutKind, ClaimState, OrderState
+from storefront.states import CheckoutKind, ClaimState, OperationKind, OrderState
 
 __all__ = ["Claim", "ClaimAttempt", "ClaimLedger"]
 
@@ -33,17 +33,29 @@ _DECIDED = (ClaimState.COMPLETED, ClaimState.FAILED)
 
 @dataclass(frozen=True)
 class Claim:
-    checkout_session_id: str
+    """One operation in the ledger: our key for it, its state, and what Amazon told us."""
+
+    operation_key: str
+    kind: OperationKind
     reference: str
     status: ClaimState
     lease_owner: str | None
     lease_expires_at: datetime | None
     attempts: int
     reason: str | None
+    idempotency_key: str | None
+    request: str | None
     charge_permission_id: str | None
     charge_id: str | None
+    result_id: str | None
+    next_attempt_at: datetime | None
     created_at: datetime
     updated_at: datetime
+
+    @property
+    def checkout_session_id(self) -> str:
+        """A Complete Checkout Session operation is keyed by its checkout session id."""
+        return self.operation_key
 
     @property
     def decided(self) -> bool:
@@ -70,7 +82,7 @@ class ClaimAttempt:
 
 
 def _claim(row: RowMapping) -> Claim:
-    return Claim(**{c.name: row[c.name] for c in checkout_claims.columns})
+    return Claim(**{c.name: row[c.name] for c in operations.columns})
 
 
 class ClaimLedger(Repository):
@@ -88,19 +100,17 @@ class ClaimLedger(Repository):
         self._checkouts = checkouts
         self._orders = orders
         self._wallets = wallets
-        cc = checkout_claims.c
-        self._select_claim = select(checkout_claims).where(
-            cc.checkout_session_id == bindparam("p_sid")
-        )
+        cc = operations.c
+        self._select_claim = select(operations).where(cc.operation_key == bindparam("p_sid"))
         # RETURNING the whole row: the winner needs no second read.
         self._insert_claim = (
-            self._insert(checkout_claims)
-            .on_conflict_do_nothing(index_elements=["checkout_session_id"])
-            .returning(*checkout_claims.columns)
+            self._insert(operations)
+            .on_conflict_do_nothing(index_elements=["operation_key"])
+            .returning(*operations.columns)
         )
         self._claim_completed = (
-            update(checkout_claims)
-            .where(cc.checkout_session_id == bindparam("p_sid"))
+            update(operations)
+            .where(cc.operation_key == bindparam("p_sid"))
             .values(
                 status=ClaimState.COMPLETED,
                 reason="Completed",
@@ -127,16 +137,29 @@ class ClaimLedger(Repository):
         now: datetime,
         lease: timedelta,
         start_processing: bool = False,
+        kind: OperationKind = OperationKind.COMPLETE_CHECKOUT_SESSION,
+        idempotency_key: str | None = None,
+        request: str | None = None,
+        charge_permission_id: str | None = None,
+        charge_id: str | None = None,
     ) -> ClaimAttempt:
-        """Try to become the one worker completing this session; take over an expired lease.
+        """Try to become the one worker making this operation; take over an expired lease.
 
-        With `start_processing`, a newly inserted claim also binds the pending checkout to the
-        session in the same transaction; when another session holds the pending checkout, that
-        transaction is rolled back, so no claim is left behind.
+        `checkout_session_id` is the operation's key (a checkout session id for Complete).
+        With `start_processing`, a newly inserted claim also binds the pending checkout
+        `reference` to the key in the same transaction; when another key holds the pending
+        checkout (another session, or a saved-wallet charge), that transaction is rolled back,
+        so no claim is left behind. `idempotency_key` and `request` record the exact call, so a
+        takeover or reconciliation replays it.
         """
         expires = now + lease
         values = {
-            "checkout_session_id": checkout_session_id,
+            "operation_key": checkout_session_id,
+            "kind": kind,
+            "idempotency_key": idempotency_key,
+            "request": request,
+            "charge_permission_id": charge_permission_id,
+            "charge_id": charge_id,
             "reference": reference,
             "status": ClaimState.CLAIMED,
             "lease_owner": owner,
@@ -165,16 +188,21 @@ class ClaimLedger(Repository):
                 now=now,
                 lease=lease,
                 start_processing=start_processing,
+                kind=kind,
+                idempotency_key=idempotency_key,
+                request=request,
+                charge_permission_id=charge_permission_id,
+                charge_id=charge_id,
             )
         if current.decided or current.reference != reference or current.lease_live(now):
             return ClaimAttempt(won=False, claim=current)
         # The lease ran out (crashed worker, or a pending outcome waiting for reconciliation):
         # exactly one caller wins this conditional update.
-        cc = checkout_claims.c
+        cc = operations.c
         with self._tx() as conn:
             taken = conn.execute(
-                update(checkout_claims)
-                .where(cc.checkout_session_id == checkout_session_id)
+                update(operations)
+                .where(cc.operation_key == checkout_session_id)
                 .where(cc.status.in_(_UNDECIDED))
                 .where(cc.attempts == current.attempts)
                 .where(cc.lease_expires_at.is_(None) | (cc.lease_expires_at <= now))
@@ -198,12 +226,12 @@ class ClaimLedger(Repository):
         died between Amazon's answer and our write). A live lease means someone holds it now.
         With `charge_ids`, only claims whose charge permission or charge is one of them.
         """
-        cc = checkout_claims.c
+        cc = operations.c
         query = (
-            select(checkout_claims)
+            select(operations)
             .where(cc.status.in_(_UNDECIDED))
             .where(cc.lease_expires_at.is_(None) | (cc.lease_expires_at <= now))
-            .order_by(cc.updated_at, cc.checkout_session_id)
+            .order_by(cc.updated_at, cc.operation_key)
             .limit(limit)
         )
         if charge_ids is not None:
@@ -222,10 +250,10 @@ class ClaimLedger(Repository):
         """
         if not held:
             return
-        cc = checkout_claims.c
+        cc = operations.c
         statement = (
-            update(checkout_claims)
-            .where(cc.checkout_session_id == bindparam("p_sid"))
+            update(operations)
+            .where(cc.operation_key == bindparam("p_sid"))
             .where(cc.lease_owner == bindparam("p_owner"))
             .where(cc.status.in_(_UNDECIDED))
             .values(lease_expires_at=now + lease)
@@ -235,11 +263,11 @@ class ClaimLedger(Repository):
 
     def let_go(self, checkout_session_id: str, owner: str, *, now: datetime) -> None:
         """End this owner's lease now (its request failed): the next visit takes over at once."""
-        cc = checkout_claims.c
+        cc = operations.c
         with self._tx() as conn:
             conn.execute(
-                update(checkout_claims)
-                .where(cc.checkout_session_id == checkout_session_id)
+                update(operations)
+                .where(cc.operation_key == checkout_session_id)
                 .where(cc.lease_owner == owner)
                 .where(cc.status.in_(_UNDECIDED))
                 .values(lease_owner=None, lease_expires_at=now)
@@ -247,22 +275,22 @@ class ClaimLedger(Repository):
 
     def release(self, checkout_session_id: str, owner: str) -> None:
         """Forget a claim that should never have been made (a session of another checkout)."""
-        cc = checkout_claims.c
+        cc = operations.c
         with self._tx() as conn:
             conn.execute(
-                delete(checkout_claims)
-                .where(cc.checkout_session_id == checkout_session_id)
+                delete(operations)
+                .where(cc.operation_key == checkout_session_id)
                 .where(cc.lease_owner == owner)
                 .where(cc.status == ClaimState.CLAIMED)
             )
 
     def abandon(self, checkout_session_id: str, reference: str, owner: str) -> None:
         """Undo a claim for a session that turned out to belong to another checkout."""
-        cc = checkout_claims.c
+        cc = operations.c
         with self._tx() as conn:
             conn.execute(
-                delete(checkout_claims)
-                .where(cc.checkout_session_id == checkout_session_id)
+                delete(operations)
+                .where(cc.operation_key == checkout_session_id)
                 .where(cc.lease_owner == owner)
                 .where(cc.status == ClaimState.CLAIMED)
             )
@@ -289,11 +317,11 @@ class ClaimLedger(Repository):
             values["charge_permission_id"] = charge_permission_id
         if charge_id:
             values["charge_id"] = charge_id
-        cc = checkout_claims.c
+        cc = operations.c
         with self._tx() as conn:
             conn.execute(
-                update(checkout_claims)
-                .where(cc.checkout_session_id == checkout_session_id)
+                update(operations)
+                .where(cc.operation_key == checkout_session_id)
                 .where(cc.status.not_in(_DECIDED))
                 .values(**values)
             )
@@ -302,11 +330,11 @@ class ClaimLedger(Repository):
         self, checkout_session_id: str, reference: str, *, reason: str, now: datetime
     ) -> None:
         """Final failure; the pending checkout opens again so the buyer can retry."""
-        cc = checkout_claims.c
+        cc = operations.c
         with self._tx() as conn:
             conn.execute(
-                update(checkout_claims)
-                .where(cc.checkout_session_id == checkout_session_id)
+                update(operations)
+                .where(cc.operation_key == checkout_session_id)
                 .where(cc.status.not_in(_DECIDED))
                 .values(status=ClaimState.FAILED, reason=reason, lease_owner=None, updated_at=now)
             )
@@ -359,11 +387,11 @@ class ClaimLedger(Repository):
 
     def completed_for(self, reference: str) -> Claim | None:
         """The claim that completed this pending checkout, if any."""
-        cc = checkout_claims.c
+        cc = operations.c
         with self.engine.connect() as conn:
             row = (
                 conn.execute(
-                    select(checkout_claims)
+                    select(operations)
                     .where(cc.reference == reference)
                     .where(cc.status == ClaimState.COMPLETED)
                 )

@@ -13,7 +13,7 @@ from sqlalchemy.engine import Connection, RowMapping
 
 from storefront.db.engine import Repository
 from storefront.db.schema import orders
-from storefront.states import OrderState
+from storefront.states import OrderSource, OrderState
 
 __all__ = ["Order", "Orders"]
 
@@ -26,15 +26,27 @@ class Order:
     currency: str
     items: list[dict[str, Any]]
     status: OrderState
-    checkout_session_id: str
+    checkout_session_id: str | None  # None when paid with a saved wallet or by staff
     charge_permission_id: str | None
     charge_id: str | None
     created_at: datetime
+    source: OrderSource
+    captured_amount: Decimal
+    refunded_amount: Decimal  # refunds Amazon reported Refunded
+    refund_reserved_amount: Decimal  # refunds asked for, not yet Refunded or Declined
+    authorization_expires_at: datetime | None
+    updated_at: datetime | None
+
+    @property
+    def refundable(self) -> Decimal:
+        """What staff may still refund: captured minus refunded and still-pending refunds."""
+        return self.captured_amount - self.refunded_amount - self.refund_reserved_amount
 
 
 def _order(row: RowMapping) -> Order:
     values = {c.name: row[c.name] for c in orders.columns}
-    values["amount"] = Decimal(str(values["amount"]))
+    for name in ("amount", "captured_amount", "refunded_amount", "refund_reserved_amount"):
+        values[name] = Decimal(str(values[name]))
     values["items"] = json.loads(values["items"])
     return Order(**values)
 
@@ -67,10 +79,13 @@ class Orders(Repository):
         currency: str,
         items: list[dict[str, Any]],
         status: OrderState,
-        checkout_session_id: str,
+        checkout_session_id: str | None,
         charge_permission_id: str | None,
         charge_id: str | None,
         now: datetime,
+        source: OrderSource = OrderSource.CHECKOUT,
+        captured_amount: Decimal | None = None,
+        authorization_expires_at: datetime | None = None,
     ) -> None:
         """Record the order inside the caller's transaction; a second add of it does nothing."""
         conn.execute(
@@ -86,5 +101,16 @@ class Orders(Repository):
                 "charge_permission_id": charge_permission_id,
                 "charge_id": charge_id,
                 "created_at": now,
+                "updated_at": now,
+                "source": source,
+                # A paid order was captured in full (AuthorizeWithCapture / captureNow).
+                "captured_amount": (
+                    captured_amount
+                    if captured_amount is not None
+                    else (amount if status == OrderState.PAID else Decimal(0))
+                ),
+                "refunded_amount": Decimal(0),
+                "refund_reserved_amount": Decimal(0),
+                "authorization_expires_at": authorization_expires_at,
             },
         )

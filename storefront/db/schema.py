@@ -23,16 +23,29 @@ from sqlalchemy import (
 )
 from sqlalchemy.types import TypeDecorator
 
-from storefront.states import CheckoutKind, ClaimState, OrderState, PendingState
+from storefront.states import (
+    CheckoutKind,
+    ClaimState,
+    OperationKind,
+    OrderSource,
+    OrderState,
+    PendingState,
+    RefundState,
+    WalletState,
+)
 
 __all__ = [
     "StateColumn",
     "UTCDateTime",
     "checkout_claims",
     "metadata",
+    "operations",
     "orders",
     "pending_checkouts",
+    "refunds",
     "saved_payment_methods",
+    "staff_audit",
+    "throttles",
 ]
 
 
@@ -90,23 +103,32 @@ pending_checkouts = Table(
     Column("created_at", UTCDateTime, nullable=False),
 )
 
-checkout_claims = Table(
-    "checkout_claims",
+operations = Table(
+    "operations",
     metadata,
-    Column("checkout_session_id", String(64), primary_key=True),
-    Column("reference", String(40), nullable=False, index=True),
+    # Our own key of one Amazon operation: a checkout session id for Complete Checkout Session,
+    # `charge:<ref>:<try>`, `refund:<request id>`, ... for the others (storefront/ledger keys).
+    Column("operation_key", String(96), primary_key=True),
+    Column("kind", StateColumn(OperationKind, 32), nullable=False),
+    Column("reference", String(40), nullable=False, index=True),  # the order or pending checkout
     Column("status", StateColumn(ClaimState), nullable=False),
     Column("lease_owner", String(64), nullable=True),
     Column("lease_expires_at", UTCDateTime, nullable=True),
     Column("attempts", Integer, nullable=False, default=1),
     Column("reason", String(64), nullable=True),
+    Column("idempotency_key", String(32), nullable=True),
+    Column("request", Text, nullable=True),  # the exact call, JSON: a replay sends the same
     Column("charge_permission_id", String(64), nullable=True),
     Column("charge_id", String(64), nullable=True),
+    Column("result_id", String(64), nullable=True),  # the refund's id, for a refund
+    Column("next_attempt_at", UTCDateTime, nullable=True),  # reconciliation backs off per claim
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
     # The reconciler's scan: undecided claims (claimed/pending) whose lease has run out.
-    Index("ix_checkout_claims_status_lease", "status", "lease_expires_at"),
+    Index("ix_operations_status_lease", "status", "lease_expires_at"),
 )
+# The name the return's code has always used for the same table.
+checkout_claims = operations
 
 orders = Table(
     "orders",
@@ -117,10 +139,18 @@ orders = Table(
     Column("currency", String(3), nullable=False),
     Column("items", Text, nullable=False),
     Column("status", StateColumn(OrderState), nullable=False),
-    Column("checkout_session_id", String(64), nullable=False),
+    Column("checkout_session_id", String(64), nullable=True),  # None when paid by saved wallet
     Column("charge_permission_id", String(64), nullable=True),
     Column("charge_id", String(64), nullable=True),
     Column("created_at", UTCDateTime, nullable=False),
+    Column("source", StateColumn(OrderSource), nullable=False, default=OrderSource.CHECKOUT),
+    Column("captured_amount", Numeric(12, 2), nullable=False, default=0),
+    Column("refunded_amount", Numeric(12, 2), nullable=False, default=0),  # Amazon said Refunded
+    # Refunds asked for and not declined yet: what is refundable counts them, so two staff can
+    # never refund the same remainder (reserved atomically with the refund's row).
+    Column("refund_reserved_amount", Numeric(12, 2), nullable=False, default=0),
+    Column("authorization_expires_at", UTCDateTime, nullable=True),
+    Column("updated_at", UTCDateTime, nullable=True),
 )
 
 saved_payment_methods = Table(
@@ -132,4 +162,45 @@ saved_payment_methods = Table(
     Column("checkout_session_id", String(64), nullable=False),
     Column("reference", String(40), nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
+    Column("state", StateColumn(WalletState), nullable=False, default=WalletState.CHARGEABLE),
+    Column("reason_code", String(64), nullable=True),
+    Column("payment_descriptor", String(128), nullable=True),  # "Visa ****1111"
+    Column("expires_at", UTCDateTime, nullable=True),
+    Column("state_checked_at", UTCDateTime, nullable=True),  # when Amazon last told us the state
+)
+
+refunds = Table(
+    "refunds",
+    metadata,
+    Column("request_id", String(64), primary_key=True),  # the staff form's request_id
+    Column("order_reference", String(40), nullable=False, index=True),
+    Column("amount", Numeric(12, 2), nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("state", StateColumn(RefundState), nullable=False),
+    Column("refund_id", String(64), nullable=True, unique=True),
+    Column("reason", String(64), nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+staff_audit = Table(
+    "staff_audit",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", UTCDateTime, nullable=False),
+    Column("actor", String(64), nullable=False),
+    Column("action", String(32), nullable=False),
+    Column("order_reference", String(40), nullable=True, index=True),
+    Column("request_id", String(64), nullable=True),
+    Column("outcome", String(64), nullable=False),
+)
+
+# Counters shared by every instance: failed staff sign-ins, costly anonymous requests.
+throttles = Table(
+    "throttles",
+    metadata,
+    Column("throttle_key", String(128), primary_key=True),
+    Column("count", Integer, nullable=False),
+    Column("window_started_at", UTCDateTime, nullable=False),
+    Column("blocked_until", UTCDateTime, nullable=True),
 )

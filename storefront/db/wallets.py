@@ -11,6 +11,7 @@ from sqlalchemy.engine import Connection
 
 from storefront.db.engine import Repository
 from storefront.db.schema import saved_payment_methods
+from storefront.states import WalletState
 
 __all__ = ["SavedPaymentMethod", "SavedWallets"]
 
@@ -22,6 +23,11 @@ class SavedPaymentMethod:
     checkout_session_id: str
     reference: str
     created_at: datetime
+    state: WalletState
+    reason_code: str | None
+    payment_descriptor: str | None  # "Visa ****1111", as Amazon describes it
+    expires_at: datetime | None
+    state_checked_at: datetime | None  # when Amazon last told us the state
 
 
 class SavedWallets(Repository):
@@ -47,6 +53,11 @@ class SavedWallets(Repository):
                     checkout_session_id=r["checkout_session_id"],
                     reference=r["reference"],
                     created_at=r["created_at"],
+                    state=r["state"],
+                    reason_code=r["reason_code"],
+                    payment_descriptor=r["payment_descriptor"],
+                    expires_at=r["expires_at"],
+                    state_checked_at=r["state_checked_at"],
                 )
                 for r in rows
             ]
@@ -70,5 +81,7 @@ class SavedWallets(Repository):
                 "checkout_session_id": checkout_session_id,
                 "reference": reference,
                 "created_at": now,
+                "state": WalletState.CHARGEABLE,
+                "state_checked_at": now,  # Complete just succeeded: Amazon saved it
             },
         )

@@ -18,7 +18,15 @@ from app import create_app
 from storefront.db import Store, create_store_engine
 from storefront.db.migrations import SchemaState, head_revision
 from storefront.db.schema import metadata
-from storefront.states import CheckoutKind, ClaimState, OrderState, PendingState
+from storefront.states import (
+    CheckoutKind,
+    ClaimState,
+    OperationKind,
+    OrderSource,
+    OrderState,
+    PendingState,
+    WalletState,
+)
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 APP_VARIABLES = (
@@ -61,15 +69,30 @@ def load_legacy_database(url: str) -> None:
     engine.dispose()
 
 
-def rows(store: Store) -> dict[str, list[tuple[Any, ...]]]:
+# Release 0.1.0's columns of each table, and where they live now.
+_LEGACY_COLUMNS = {
+    "pending_checkouts": "reference, buyer_id, kind, amount, currency, items, state,"
+    " checkout_session_id, created_at",
+    "checkout_claims": "checkout_session_id, reference, status, lease_owner, lease_expires_at,"
+    " attempts, reason, charge_permission_id, charge_id, created_at, updated_at",
+    "orders": "reference, buyer_id, amount, currency, items, status, checkout_session_id,"
+    " charge_permission_id, charge_id, created_at",
+    "saved_payment_methods": "id, buyer_id, charge_permission_id, checkout_session_id,"
+    " reference, created_at",
+}
+_RENAMED = {"checkout_claims": ("operations", {"checkout_session_id": "operation_key"})}
+
+
+def rows(store: Store, *, upgraded: bool) -> dict[str, list[tuple[str, ...]]]:
+    """Every row of release 0.1.0's tables, read by its old columns (wherever they are now)."""
+    found = {}
     with store.engine.connect() as conn:
-        return {
-            table: sorted(
-                tuple(str(value) for value in row)
-                for row in conn.execute(sqlalchemy.text(f"SELECT * FROM {table}"))  # noqa: S608
-            )
-            for table in ("pending_checkouts", "checkout_claims", "orders", "saved_payment_methods")
-        }
+        for table, columns in _LEGACY_COLUMNS.items():
+            name, renames = _RENAMED.get(table, (table, {})) if upgraded else (table, {})
+            selected = ", ".join(renames.get(c, c) for c in columns.split(", "))
+            query = sqlalchemy.text(f"SELECT {selected} FROM {name}")  # noqa: S608
+            found[table] = sorted(tuple(str(v) for v in row) for row in conn.execute(query))
+    return found
 
 
 def test_a_new_database_is_built_by_the_migrations_as_the_code_describes_it(
@@ -94,7 +117,7 @@ def test_a_release_0_1_0_database_is_upgraded_in_place_with_every_row_kept(
 ) -> None:
     load_legacy_database(database_url)
     store = Store(create_store_engine(_engine_url(database_url)))
-    before = rows(store)
+    before = rows(store, upgraded=False)
     assert sum(map(len, before.values())) == 8
     status = store.schema_status()
     assert (status.state, status.current) == (SchemaState.LEGACY, None)
@@ -103,7 +126,7 @@ def test_a_release_0_1_0_database_is_upgraded_in_place_with_every_row_kept(
     after = store.upgrade()
 
     assert (after.state, after.current) == (SchemaState.CURRENT, head_revision())
-    assert rows(store) == before
+    assert rows(store, upgraded=True) == before
     # The rows read back through the repositories as the typed states they were written as.
     wallet = store.checkouts.get("walletRefAAAAAAAAAAAAA")
     assert wallet is not None
@@ -111,15 +134,21 @@ def test_a_release_0_1_0_database_is_upgraded_in_place_with_every_row_kept(
     order = store.orders.get("orderRefBBBBBBBBBBBBBB")
     assert order is not None
     assert (order.status, str(order.amount)) == (OrderState.PAID, "24.50")
+    # Release 0.1.0 charged with AuthorizeWithCapture: a paid order was captured in full.
+    assert (order.captured_amount, order.refundable) == (order.amount, order.amount)
+    assert order.source == OrderSource.CHECKOUT
     claim = store.ledger.get("33333333-3333-4333-8333-333333333333")
     assert claim is not None
     assert (claim.status, claim.attempts) == (ClaimState.PENDING, 2)
-    assert [w.charge_permission_id for w in store.wallets.for_buyer("buyerAAAAAAAAAAAAAAAAA")] == [
-        "S01-1111111-1111111"
-    ]
+    [wallet_row] = store.wallets.for_buyer("buyerAAAAAAAAAAAAAAAAA")
+    assert (wallet_row.charge_permission_id, wallet_row.state) == (
+        "S01-1111111-1111111",
+        WalletState.CHARGEABLE,
+    )
+    assert claim.kind == OperationKind.COMPLETE_CHECKOUT_SESSION
     # Upgrading again is a no-op.
     assert store.upgrade().state is SchemaState.CURRENT
-    assert rows(store) == before
+    assert rows(store, upgraded=True) == before
     store.engine.dispose()
 
 
@@ -133,8 +162,8 @@ def test_the_older_index_is_added_to_a_release_0_1_0_database_that_lacks_it(
 
     store.upgrade()
 
-    names = {i["name"] for i in sqlalchemy.inspect(store.engine).get_indexes("checkout_claims")}
-    assert "ix_checkout_claims_status_lease" in names
+    names = {i["name"] for i in sqlalchemy.inspect(store.engine).get_indexes("operations")}
+    assert "ix_operations_status_lease" in names
     store.engine.dispose()
 
 
