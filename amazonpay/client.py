@@ -32,6 +32,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from requests.adapters import HTTPAdapter
 from requests.structures import CaseInsensitiveDict
 from requests.utils import check_header_validity
+from urllib3.connectionpool import ConnectionPool, HTTPConnectionPool
 
 from amazonpay import signing
 from amazonpay.errors import (
@@ -309,6 +310,66 @@ def _load_key(private_key: rsa.RSAPrivateKey | bytes | str) -> rsa.RSAPrivateKey
         ) from None
 
 
+class _OriginPoolAdapter(HTTPAdapter):
+    """An HTTPAdapter that keeps each origin's urllib3 pool at hand while no proxy applies.
+
+    HTTPAdapter looks the pool up again for every request (select_proxy, urlparse, the pool key;
+    bench/profile_return.py: about half a signature per return of two calls). Without proxies
+    the answer for an origin and TLS setting stays the same pool until the adapter is closed
+    (or the manager drops it for other origins: we never hold more than it keeps), so we reuse
+    it until then. `send` stays HTTPAdapter's own: the request on the wire, and `responses`'
+    patch of it, are unchanged.
+    """
+
+    _pools: dict[tuple[str, bool | str | None, str | tuple[str, str] | None], HTTPConnectionPool]
+    _max_pools: int
+
+    def init_poolmanager(
+        self, connections: int, maxsize: int, block: bool = False, **pool_kwargs: Any
+    ) -> None:
+        # Also runs on unpickling: a new pool manager means none of the old pools.
+        self._pools = {}
+        self._max_pools = connections  # the manager keeps this many pools, most recent first
+        super().init_poolmanager(connections, maxsize, block, **pool_kwargs)
+
+    def close(self) -> None:
+        # urllib3 2 closes a pool's connections once nothing refers to it; the manager lets go
+        # of its pools here, and so must we.
+        self._pools.clear()
+        super().close()
+
+    def get_connection_with_tls_context(
+        self,
+        request: requests.PreparedRequest,
+        verify: bool | str | None,
+        proxies: Mapping[str, str] | None = None,
+        cert: str | tuple[str, str] | None = None,
+    ) -> ConnectionPool:
+        url = request.url
+        if proxies or not isinstance(url, str) or not isinstance(cert, str | tuple | None):
+            return super().get_connection_with_tls_context(request, verify, proxies, cert)
+        # requests always gives a prepared URL a path, so the origin ends at its first `/`.
+        end = url.find("/", url.find("://") + 3)
+        key = (url if end < 0 else url[:end], verify, cert)
+        pool = self._pools.get(key)
+        if pool is not None and pool.pool is not None:  # `pool.pool` is None once it is closed
+            return pool
+        fresh = super().get_connection_with_tls_context(request, verify, proxies, cert)
+        if isinstance(fresh, HTTPConnectionPool):
+            if len(self._pools) >= self._max_pools:
+                self._pools.clear()
+            self._pools[key] = fresh
+        return fresh
+
+    def request_url(
+        self, request: requests.PreparedRequest, proxies: Mapping[str, str] | None
+    ) -> str:
+        # What HTTPAdapter answers without proxies, minus its two URL parses to find that out.
+        if proxies:
+            return super().request_url(request, proxies)
+        return request.path_url
+
+
 class AmazonPayClient:
     """A thread-safe Amazon Pay API v2 client. Build one per process and share it.
 
@@ -379,7 +440,7 @@ class AmazonPayClient:
         if session is None:
             session = requests.Session()
             # Our own retry loop decides; urllib3 must not silently replay requests.
-            adapter = HTTPAdapter(pool_connections=4, pool_maxsize=16, max_retries=0)
+            adapter = _OriginPoolAdapter(pool_connections=4, pool_maxsize=16, max_retries=0)
             session.mount("https://", adapter)
             session.mount("http://", adapter)
         self._session = session
@@ -787,18 +848,20 @@ class AmazonPayClient:
             request_id = response.headers.get("x-amz-pay-request-id")
             finished = self._monotonic()
             elapsed = finished - start
-            # Structured copies of what the message says, for JSON logs (storefront/logs.py).
-            extra = {"amazon_operation": operation, "amazon_request_id": request_id}
             if 200 <= status < 300:
-                logger.info(
-                    "amazonpay %s: status=%d request_id=%s attempt=%d elapsed_ms=%.0f",
-                    operation,
-                    status,
-                    request_id,
-                    attempt,
-                    elapsed * 1000,
-                    extra=extra,
-                )
+                # DEBUG, not INFO: a line per successful call was a signature's worth of CPU
+                # per return (bench/profile_return.py). Amazon's request id stays in the
+                # observer's record, in every error's line and in the raised error.
+                if logger.isEnabledFor(logging.DEBUG):
+                    logger.debug(
+                        "amazonpay %s: status=%d request_id=%s attempt=%d elapsed_ms=%.0f",
+                        operation,
+                        status,
+                        request_id,
+                        attempt,
+                        elapsed * 1000,
+                        extra={"amazon_operation": operation, "amazon_request_id": request_id},
+                    )
                 self._observe(
                     CallRecord(
                         operation, method, attempt, status, None, finished - sent, False, request_id
@@ -825,7 +888,8 @@ class AmazonPayClient:
                 attempt,
                 elapsed * 1000,
                 "" if delay is None else f" retrying in {delay:.2f}s",
-                extra=extra,
+                # Structured copies of what the message says, for JSON logs (storefront/logs.py).
+                extra={"amazon_operation": operation, "amazon_request_id": request_id},
             )
             self._observe(
                 CallRecord(

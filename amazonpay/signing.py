@@ -198,14 +198,22 @@ def string_to_sign(algorithm: Algorithm | str, canonical: str) -> str:
     return f"{alg.value}\n{hashlib.sha256(canonical.encode('utf-8')).hexdigest()}"
 
 
+# The padding and hash descriptions hold no state, so one of each serves every signature; the
+# client signs on every call, where building them each time showed in the profile.
+_SHA256 = hashes.SHA256()
+_PSS = {
+    alg: padding.PSS(mgf=padding.MGF1(_SHA256), salt_length=alg.salt_length) for alg in Algorithm
+}
+
+
 def _pss(algorithm: Algorithm) -> padding.PSS:
-    return padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=algorithm.salt_length)
+    return _PSS[algorithm]
 
 
 def sign(private_key: rsa.RSAPrivateKey, to_sign: str, algorithm: Algorithm | str) -> str:
     """RSASSA-PSS/SHA-256 signature of the string to sign, standard Base64 (section 1.8)."""
     alg = Algorithm.parse(algorithm) if isinstance(algorithm, str) else algorithm
-    raw = private_key.sign(to_sign.encode("utf-8"), _pss(alg), hashes.SHA256())
+    raw = private_key.sign(to_sign.encode("utf-8"), _pss(alg), _SHA256)
     return base64.b64encode(raw).decode("ascii")
 
 
@@ -216,7 +224,7 @@ def verify(
     try:
         alg = Algorithm.parse(algorithm) if isinstance(algorithm, str) else algorithm
         raw = base64.b64decode(signature_b64.encode("ascii"), validate=True)
-        public_key.verify(raw, to_sign.encode("utf-8"), _pss(alg), hashes.SHA256())
+        public_key.verify(raw, to_sign.encode("utf-8"), _pss(alg), _SHA256)
     except (InvalidSignature, ValueError, binascii.Error, UnicodeEncodeError):
         return False
     return True
@@ -293,7 +301,12 @@ def format_amz_date(moment: datetime) -> str:
     """`YYYYMMDDTHHMMSSZ` in UTC (section 1.10)."""
     if moment.tzinfo is None:
         raise ValueError("x-amz-pay-date needs an aware datetime")
-    return moment.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+    utc = moment.astimezone(UTC)
+    # The fields by hand: strftime costs about three times as much, once per signed call.
+    return (
+        f"{utc.year:04d}{utc.month:02d}{utc.day:02d}"
+        f"T{utc.hour:02d}{utc.minute:02d}{utc.second:02d}Z"
+    )
 
 
 _COMPACT_DATE = re.compile(r"^\d{8}T\d{6}Z$")
