@@ -10,7 +10,7 @@ import hmac
 import re
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
@@ -24,6 +24,7 @@ from storefront.button import ButtonSettings
 from storefront.checkout import ReturnHandler
 from storefront.db import Store
 from storefront.db.migrations import SchemaGate
+from storefront.operations import Operations
 
 __all__ = [
     "Shop",
@@ -59,6 +60,20 @@ class Shop:
     # Wiring's own clean-up (the embedded simulator in offline mode), run by close().
     on_close: tuple[Callable[[], None], ...] = ()
     pending_reuse_window: timedelta = timedelta(hours=1)
+    # Every money-moving call but the return's: the same ledger, leases and clock as the return.
+    operations: Operations = field(init=False)
+
+    def __post_init__(self) -> None:
+        r = self.returns
+        self.operations = Operations(
+            r.store,
+            clock=r.clock,
+            sleep=r.sleep,
+            lease=r.lease,
+            wait=r.wait,
+            leases=r.leases,
+            poll_interval=r.poll_interval,
+        )
 
     def now(self) -> datetime:
         return datetime.now(UTC)

@@ -9,14 +9,14 @@ written in the same transaction as its effect.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import bindparam, delete, select, update
-from sqlalchemy.engine import RowMapping
+from sqlalchemy.engine import Connection, RowMapping
 
 from storefront.db.checkouts import PendingCheckout, PendingCheckouts
 from storefront.db.engine import Repository
@@ -325,6 +325,61 @@ class ClaimLedger(Repository):
                 .where(cc.status.not_in(_DECIDED))
                 .values(**values)
             )
+
+    def decide(
+        self,
+        operation_key: str,
+        *,
+        status: ClaimState,
+        reason: str,
+        now: datetime,
+        charge_permission_id: str | None = None,
+        charge_id: str | None = None,
+        result_id: str | None = None,
+        effect: Callable[[Connection], None] | None = None,
+    ) -> bool:
+        """Record a final outcome and its `effect` (the order, refund... rows) in one transaction.
+
+        Only an undecided operation is decided: False (and no effect) when it was decided
+        already, so an effect is never applied twice.
+        """
+        if not status.decided:
+            raise ValueError(f"{status} is not a decision")
+        values: dict[str, Any] = {
+            "status": status,
+            "reason": reason,
+            "lease_owner": None,
+            "updated_at": now,
+        }
+        for name, value in (
+            ("charge_permission_id", charge_permission_id),
+            ("charge_id", charge_id),
+            ("result_id", result_id),
+        ):
+            if value:
+                values[name] = value
+        cc = operations.c
+        with self._tx() as conn:
+            changed = conn.execute(
+                update(operations)
+                .where(cc.operation_key == operation_key)
+                .where(cc.status.in_(_UNDECIDED))
+                .values(**values)
+            ).rowcount
+            if changed != 1:
+                return False
+            if effect is not None:
+                effect(conn)
+        return True
+
+    def for_reference(self, reference: str) -> list[Claim]:
+        """Every operation made for this order or pending checkout, oldest first."""
+        cc = operations.c
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(operations).where(cc.reference == reference).order_by(cc.created_at)
+            ).mappings()
+            return [_claim(row) for row in rows]
 
     def record_failure(
         self, checkout_session_id: str, reference: str, *, reason: str, now: datetime
