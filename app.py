@@ -65,9 +65,15 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         private_key = ensure_dev_key(instance)
         public_key_id = DEV_KEY_ID
         secret_key = settings.secret_key or ensure_secret_key(instance)
-        simulator = ensure_simulator(instance, DEV_KEY_ID, private_key, settings.simulator_port)
+        simulator = ensure_simulator(
+            instance,
+            DEV_KEY_ID,
+            private_key,
+            settings.simulator_port,
+            settings.simulator_public_url,
+        )
         endpoint: str | None = simulator.base_url
-        checkout_js = f"{simulator.base_url}/checkout.js"
+        checkout_js = f"{simulator.pages_url}/checkout.js"
     else:
         assert settings.public_key_id is not None
         assert settings.private_key is not None
@@ -100,6 +106,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         }
     )
     app.config.update(_host_settings(settings.public_url))
+    if simulator is not None:
+        # The simulator's buyer pages under /_amazon-pay-simulator on the shop's own port.
+        app.wsgi_app = simulator.pages_proxy(app.wsgi_app, app.config["TRUSTED_HOSTS"])  # type: ignore[method-assign]
     if settings.trust_proxy:
         # APP_TRUST_PROXY=true: exactly one reverse proxy in front sets X-Forwarded-Proto/Host.
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1)  # type: ignore[method-assign]

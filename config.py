@@ -53,6 +53,9 @@ class Settings:
     public_url: str | None  # PUBLIC_URL, scheme://host[:port]; None only in simulator mode
     log_format: LogFormat  # LOG_FORMAT: text (default) or json
     simulator_port: int  # APP_SIMULATOR_PORT: 0 = any free port
+    # APP_SIMULATOR_PUBLIC_URL: where browsers reach the simulator's pages (offline mode only),
+    # e.g. the shop's origin + /_amazon-pay-simulator; None: the simulator's own loopback URL.
+    simulator_public_url: str | None
 
     @property
     def simulator_mode(self) -> bool:
@@ -156,6 +159,9 @@ class Settings:
 
         trust_proxy = _parse_bool("APP_TRUST_PROXY", env.get("APP_TRUST_PROXY"), default=False)
         simulator_port = _parse_port("APP_SIMULATOR_PORT", env.get("APP_SIMULATOR_PORT") or "0")
+        simulator_public_url = env.get("APP_SIMULATOR_PUBLIC_URL")
+        if simulator_public_url is not None:
+            simulator_public_url = _parse_simulator_public_url(simulator_public_url)
 
         return cls(
             public_key_id=public_key_id,
@@ -173,6 +179,7 @@ class Settings:
             public_url=public_url,
             log_format=log_format,
             simulator_port=simulator_port,
+            simulator_public_url=simulator_public_url,
         )
 
 
@@ -260,6 +267,16 @@ def _parse_public_url(value: str) -> str:
             f"{name}: expected the shop's origin scheme://host[:port], got {value!r}"
         )
     return f"{parts.scheme}://{parts.netloc.lower()}"
+
+
+def _parse_simulator_public_url(value: str) -> str:
+    name = "APP_SIMULATOR_PUBLIC_URL"
+    parts = _split_url(name, value)
+    if parts.query or parts.fragment or parts.username:
+        raise ConfigurationError(
+            f"{name}: expected scheme://host[:port][/path] without query or user, got {value!r}"
+        )
+    return f"{parts.scheme}://{parts.netloc.lower()}{parts.path.rstrip('/')}"
 
 
 def _parse_checkout_js_url(value: str) -> None:

@@ -215,7 +215,7 @@ def _answer(
                 caller.environment,
                 object_id,
                 payload,
-                base_url=base_url,
+                base_url=sim.public_url or base_url,
                 force_pending=fault is not None and fault.kind == "pending",
                 simulation=simulation,
             )

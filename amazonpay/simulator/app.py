@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from amazonpay import signing
 from amazonpay.simulator.api import INTERNAL_ERROR, json_response, serve_api
@@ -73,6 +74,8 @@ class Simulator:
         notify_url: str | None = None,
         max_date_skew_future: timedelta = timedelta(seconds=5),
         max_date_age: timedelta = timedelta(minutes=15),
+        behind_proxy: bool = False,
+        public_url: str | None = None,
     ) -> None:
         self.merchant_id = merchant_id
         self.store_id = store_id
@@ -82,6 +85,12 @@ class Simulator:
         self.max_date_skew_future = max_date_skew_future
         self.max_date_age = max_date_age
         self.base_url: str | None = None  # set by serve_in_thread / the runner; for IPN cert URLs
+        # Served to browsers through one reverse proxy (the shop's offline mode): the pages take
+        # their scheme, host and path prefix from its X-Forwarded-Proto/Host/Prefix.
+        self.behind_proxy = behind_proxy
+        # Where browsers reach the pages, for the amazonPayRedirectUrl of sessions made through
+        # the API (whose requests come from the shop's server); None: the API request's host.
+        self.public_url = public_url.rstrip("/") if public_url else None
         self._clock = clock or (lambda: datetime.now(UTC))
         self._offset = timedelta()
         self.lock = threading.RLock()
@@ -222,4 +231,6 @@ class Simulator:
         register_pages(app, self)
         register_wallet_page(app, self)
         register_control(app, self)
+        if self.behind_proxy:
+            app.wsgi_app = ProxyFix(app.wsgi_app, x_proto=1, x_host=1, x_prefix=1)  # type: ignore[method-assign]
         return app

@@ -77,8 +77,9 @@ def register_pages(app: Flask, sim: Simulator) -> None:
 
     @app.get("/checkout.js")
     def checkout_js() -> Response:
-        origin = request.host_url.rstrip("/")
-        body = script.replace("__SIMULATOR_ORIGIN__", json.dumps(origin)[1:-1])
+        # The pages' root as the browser sees it (behind the shop's proxy: its host and prefix).
+        base = request.url_root.rstrip("/")
+        body = script.replace("__SIMULATOR_BASE__", json.dumps(base)[1:-1])
         response = Response(body, mimetype="application/javascript")
         response.headers["cache-control"] = "no-cache"
         return response
@@ -160,7 +161,7 @@ def _start_checkout(app: Flask, sim: Simulator, entry: JSONObject) -> Any:
     env = key_environment(key_id) or (
         SANDBOX if form.get("sandbox", "true").lower() != "false" else LIVE
     )
-    base_url = request.host_url.rstrip("/")
+    base_url = request.url_root.rstrip("/")
     try:
         session = sim.transact(
             lambda store: store.sessions.create(env, payload, hosted_base_url=base_url)
@@ -169,4 +170,4 @@ def _start_checkout(app: Flask, sim: Simulator, entry: JSONObject) -> Any:
         return error_page(400, "Invalid payload", error.message)
     entry["checkout_session_id"] = session["checkoutSessionId"]
     entry["status"] = 303
-    return app.redirect(f"/hosted/{session['checkoutSessionId']}", code=303)
+    return app.redirect(f"{request.script_root}/hosted/{session['checkoutSessionId']}", code=303)

@@ -57,7 +57,7 @@ def register_wallet_page(app: Flask, sim: Simulator) -> None:
         response.set_cookie(
             CSRF_COOKIE,
             token,
-            path="/jr/",
+            path=f"{request.script_root}/jr/",
             httponly=True,
             samesite="Strict",
             secure=request.is_secure,
@@ -85,4 +85,4 @@ def register_wallet_page(app: Flask, sim: Simulator) -> None:
         entry = log_entry("BuyerUpdatedPaymentMethod", request.path, 303, None)
         entry["charge_permission_id"] = permission_id
         sim.record(entry)
-        return redirect(f"{request.path}?updated=1", code=303)
+        return redirect(f"{request.script_root}{request.path}?updated=1", code=303)

@@ -9,21 +9,23 @@
   'use strict';
 
   var DEFAULT_ALGORITHM = 'AMZN-PAY-RSASSA-PSS';
-  var FALLBACK_ORIGIN = '__SIMULATOR_ORIGIN__';
+  var FALLBACK_BASE = '__SIMULATOR_BASE__';
 
-  function simulatorOrigin() {
+  // Where the simulator's pages live: the folder this script was loaded from, which carries a
+  // path when the simulator is served under a prefix (the shop's offline mode in a container).
+  function simulatorBase() {
     var script = document.currentScript;
     if (script && script.src) {
       try {
-        return new URL(script.src, window.location.href).origin;
+        return new URL('.', new URL(script.src, window.location.href)).href.replace(/\/$/, '');
       } catch (e) {
-        /* fall through to the origin the simulator wrote into this file */
+        /* fall through to the base the simulator wrote into this file */
       }
     }
-    return FALLBACK_ORIGIN;
+    return FALLBACK_BASE;
   }
 
-  var ORIGIN = simulatorOrigin();
+  var BASE = simulatorBase();
 
   function addField(form, name, value) {
     var input = document.createElement('input');
@@ -39,7 +41,7 @@
     }
     var form = document.createElement('form');
     form.method = 'POST';
-    form.action = ORIGIN + '/checkout/start';
+    form.action = BASE + '/checkout/start';
     form.style.display = 'none';
     form.setAttribute('data-testid', 'amazon-pay-form');
     addField(form, 'payloadJSON', sessionConfig.payloadJSON);
