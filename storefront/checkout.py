@@ -51,7 +51,7 @@ from amazonpay.errors import (
 from amazonpay.models import CheckoutSession, Price
 from storefront.db import Claim, PendingCheckout, Store
 from storefront.db.leases import LeaseKeeper
-from storefront.states import CheckoutKind, ClaimState, PendingState
+from storefront.states import CheckoutKind, ClaimState, OperationKind, PendingState
 
 __all__ = [
     "REFERENCE_PATTERN",
@@ -68,6 +68,9 @@ logger = logging.getLogger(__name__)
 
 SESSION_ID_PATTERN = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9-]{7,62}[A-Za-z0-9]\Z")
 REFERENCE_PATTERN = re.compile(r"\A[A-Za-z0-9_-]{22}\Z")
+
+# The ledger operations this use case settles; the others have their own use cases.
+_RETURN_KINDS = (OperationKind.COMPLETE_CHECKOUT_SESSION,)
 
 # Section 4: a session not completed within 24 hours is canceled by Amazon.
 MAX_PENDING_AGE = timedelta(hours=24)
@@ -249,7 +252,9 @@ class ReturnHandler:
         makes concurrent reconcilers and buyers safe.
         """
         moment = now or self.clock()
-        return self._settle(self.store.ledger.undecided(moment, limit=limit), moment)
+        return self._settle(
+            self.store.ledger.undecided(moment, limit=limit, kinds=_RETURN_KINDS), moment
+        )
 
     def reconcile_objects(
         self, object_ids: Iterable[str], now: datetime | None = None, *, limit: int = 5
@@ -261,7 +266,9 @@ class ReturnHandler:
         if not ids:
             return ReconcileReport()
         moment = now or self.clock()
-        claims = self.store.ledger.undecided(moment, limit=limit, charge_ids=ids)
+        claims = self.store.ledger.undecided(
+            moment, limit=limit, charge_ids=ids, kinds=_RETURN_KINDS
+        )
         return self._settle(claims, moment)
 
     def _settle(self, claims: Sequence[Claim], now: datetime) -> ReconcileReport:

@@ -218,13 +218,19 @@ class ClaimLedger(Repository):
         return ClaimAttempt(won=taken == 1, claim=after, taken_over=taken == 1)
 
     def undecided(
-        self, now: datetime, *, limit: int, charge_ids: Collection[str] | None = None
+        self,
+        now: datetime,
+        *,
+        limit: int,
+        charge_ids: Collection[str] | None = None,
+        kinds: Collection[OperationKind] | None = None,
     ) -> list[Claim]:
         """Claims nobody is working on whose outcome is not decided, the stalest first.
 
         That is every `pending` claim, and every `claimed` one whose lease ran out (its worker
         died between Amazon's answer and our write). A live lease means someone holds it now.
-        With `charge_ids`, only claims whose charge permission or charge is one of them.
+        With `charge_ids`, only claims whose charge permission or charge is one of them; with
+        `kinds`, only operations of those kinds.
         """
         cc = operations.c
         query = (
@@ -239,6 +245,8 @@ class ClaimLedger(Repository):
             if not ids:
                 return []
             query = query.where(cc.charge_permission_id.in_(ids) | cc.charge_id.in_(ids))
+        if kinds is not None:
+            query = query.where(cc.kind.in_(sorted(kinds)))
         with self.engine.connect() as conn:
             return [_claim(row) for row in conn.execute(query).mappings()]
 
