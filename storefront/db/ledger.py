@@ -49,6 +49,7 @@ class Claim:
     charge_id: str | None
     result_id: str | None
     next_attempt_at: datetime | None
+    owner_confirmed: bool
     created_at: datetime
     updated_at: datetime
 
@@ -161,6 +162,9 @@ class ClaimLedger(Repository):
             "charge_permission_id": charge_permission_id,
             "charge_id": charge_id,
             "reference": reference,
+            # Our own keys (charge:<ref>...) cannot belong to anyone else; a checkout session
+            # id is Amazon's, and only Amazon's answer confirms whose it is.
+            "owner_confirmed": kind != OperationKind.COMPLETE_CHECKOUT_SESSION,
             "status": ClaimState.CLAIMED,
             "lease_owner": owner,
             "lease_expires_at": expires,
@@ -379,6 +383,17 @@ class ClaimLedger(Repository):
             if effect is not None:
                 effect(conn)
         return True
+
+    def confirm_owner(self, operation_key: str) -> None:
+        """Amazon confirmed the operation belongs to its reference (the session names it)."""
+        cc = operations.c
+        with self._tx() as conn:
+            conn.execute(
+                update(operations)
+                .where(cc.operation_key == operation_key)
+                .where(cc.owner_confirmed.is_(False))
+                .values(owner_confirmed=True)
+            )
 
     def for_reference(self, reference: str) -> list[Claim]:
         """Every operation made for this order or pending checkout, oldest first."""

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 
 from sqlalchemy import (
+    Boolean,
     Column,
     DateTime,
     Dialect,
@@ -122,6 +123,9 @@ operations = Table(
     Column("charge_id", String(64), nullable=True),
     Column("result_id", String(64), nullable=True),  # the refund's id, for a refund
     Column("next_attempt_at", UTCDateTime, nullable=True),  # reconciliation backs off per claim
+    # Amazon confirmed the operation belongs to `reference` (for Complete: the session's
+    # merchantReferenceId). An unconfirmed claim never keeps the true owner out.
+    Column("owner_confirmed", Boolean, nullable=False, default=False),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
     # The reconciler's scan: undecided claims (claimed/pending) whose lease has run out.

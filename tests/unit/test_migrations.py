@@ -140,6 +140,7 @@ def test_a_release_0_1_0_database_is_upgraded_in_place_with_every_row_kept(
     claim = store.ledger.get("33333333-3333-4333-8333-333333333333")
     assert claim is not None
     assert (claim.status, claim.attempts) == (ClaimState.PENDING, 2)
+    assert claim.owner_confirmed  # its Get had answered: it was about to complete
     [wallet_row] = store.wallets.for_buyer("buyerAAAAAAAAAAAAAAAAA")
     assert (wallet_row.charge_permission_id, wallet_row.state) == (
         "S01-1111111-1111111",
