@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.engine import Connection
+from sqlalchemy import select, update
+from sqlalchemy.engine import Connection, RowMapping
 
 from storefront.db.engine import Repository
 from storefront.db.schema import saved_payment_methods
@@ -30,6 +30,21 @@ class SavedPaymentMethod:
     state_checked_at: datetime | None  # when Amazon last told us the state
 
 
+def _method(r: RowMapping) -> SavedPaymentMethod:
+    return SavedPaymentMethod(
+        buyer_id=r["buyer_id"],
+        charge_permission_id=r["charge_permission_id"],
+        checkout_session_id=r["checkout_session_id"],
+        reference=r["reference"],
+        created_at=r["created_at"],
+        state=r["state"],
+        reason_code=r["reason_code"],
+        payment_descriptor=r["payment_descriptor"],
+        expires_at=r["expires_at"],
+        state_checked_at=r["state_checked_at"],
+    )
+
+
 class SavedWallets(Repository):
     """Reads and writes of `saved_payment_methods`."""
 
@@ -39,28 +54,94 @@ class SavedWallets(Repository):
             index_elements=["charge_permission_id"]
         )
 
-    def for_buyer(self, buyer_id: str) -> list[SavedPaymentMethod]:
-        """The buyer's saved wallets, oldest first."""
+    def for_buyer(self, buyer_id: str, *, newest_first: bool = False) -> list[SavedPaymentMethod]:
+        """The buyer's saved wallets, oldest first (newest first with `newest_first`)."""
         spm = saved_payment_methods.c
+        order = spm.id.desc() if newest_first else spm.id
         with self.engine.connect() as conn:
             rows = conn.execute(
-                select(saved_payment_methods).where(spm.buyer_id == buyer_id).order_by(spm.id)
+                select(saved_payment_methods).where(spm.buyer_id == buyer_id).order_by(order)
             ).mappings()
-            return [
-                SavedPaymentMethod(
-                    buyer_id=r["buyer_id"],
-                    charge_permission_id=r["charge_permission_id"],
-                    checkout_session_id=r["checkout_session_id"],
-                    reference=r["reference"],
-                    created_at=r["created_at"],
-                    state=r["state"],
-                    reason_code=r["reason_code"],
-                    payment_descriptor=r["payment_descriptor"],
-                    expires_at=r["expires_at"],
-                    state_checked_at=r["state_checked_at"],
+            return [_method(r) for r in rows]
+
+    def get(self, charge_permission_id: str) -> SavedPaymentMethod | None:
+        spm = saved_payment_methods.c
+        with self.engine.connect() as conn:
+            row = (
+                conn.execute(
+                    select(saved_payment_methods).where(
+                        spm.charge_permission_id == charge_permission_id
+                    )
                 )
-                for r in rows
-            ]
+                .mappings()
+                .first()
+            )
+        return None if row is None else _method(row)
+
+    def record_state(
+        self,
+        conn: Connection,
+        charge_permission_id: str,
+        *,
+        state: WalletState,
+        checked_at: datetime | None,
+        reason_code: str | None = None,
+        payment_descriptor: str | None = None,
+        expires_at: datetime | None = None,
+    ) -> None:
+        """What Amazon last told us about this wallet, inside the caller's transaction.
+
+        A Closed wallet stays closed (Amazon never reopens one, docs/amazon-pay-api.md 6); a
+        descriptor or expiry Amazon left out keeps the one we knew. `checked_at` None marks the
+        state stale, so the next page that needs it asks Amazon again.
+        """
+        spm = saved_payment_methods.c
+        values: dict[str, Any] = {
+            "state": state,
+            "reason_code": reason_code,
+            "state_checked_at": checked_at,
+        }
+        if payment_descriptor:
+            values["payment_descriptor"] = payment_descriptor
+        if expires_at is not None:
+            values["expires_at"] = expires_at
+        statement = update(saved_payment_methods).where(
+            spm.charge_permission_id == charge_permission_id
+        )
+        if state != WalletState.CLOSED:
+            statement = statement.where(spm.state != WalletState.CLOSED)
+        conn.execute(statement.values(**values))
+
+    def update_state(
+        self,
+        charge_permission_id: str,
+        *,
+        state: WalletState,
+        checked_at: datetime | None,
+        reason_code: str | None = None,
+        payment_descriptor: str | None = None,
+        expires_at: datetime | None = None,
+    ) -> None:
+        """`record_state` in a transaction of its own."""
+        with self._tx() as conn:
+            self.record_state(
+                conn,
+                charge_permission_id,
+                state=state,
+                checked_at=checked_at,
+                reason_code=reason_code,
+                payment_descriptor=payment_descriptor,
+                expires_at=expires_at,
+            )
+
+    def mark_stale(self, conn: Connection, charge_permission_id: str) -> None:
+        """Forget when the state was confirmed: the next page or charge asks Amazon first."""
+        spm = saved_payment_methods.c
+        conn.execute(
+            update(saved_payment_methods)
+            .where(spm.charge_permission_id == charge_permission_id)
+            .values(state_checked_at=None)
+        )
 
     def add(
         self,

@@ -1,11 +1,11 @@
 """Amazon Pay's Instant Payment Notifications: verify the SNS message, then reconcile what it names.
 
-Section 10 of docs/amazon-pay-api.md: an IPN is only a hint. Once its signature checks out, the
-claims waiting on the charge permission or charge it names are settled through the same path
-a buyer's refresh takes (Get Checkout Session / Get Charge); the message's content decides
-nothing. A verified SubscriptionConfirmation is confirmed by a GET on its SubscribeURL. Amazon
-posts here without our cookie, so the CSRF check exempts exactly this endpoint; the SNS
-signature takes its place.
+Section 10 of docs/amazon-pay-api.md: an IPN is only a hint. Once its signature checks out, it is
+routed by object type (`storefront.notifications`): the saved wallet or the charges it names are
+read from Amazon and settled through the same path a buyer's refresh takes; the message's
+content decides nothing. A verified SubscriptionConfirmation is confirmed by a GET on its
+SubscribeURL. Amazon posts here without our cookie, so the CSRF check exempts exactly this
+endpoint; the SNS signature takes its place.
 """
 
 from __future__ import annotations
@@ -18,14 +18,13 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from amazonpay.errors import NotificationError
 from amazonpay.notifications import Notification, confirm_subscription, parse_notification
+from storefront.views.wallet import wallet_services
 from storefront.web import shop
 
 bp = Blueprint("notifications", __name__)
 
 logger = logging.getLogger(__name__)
 
-# Claims one message may settle inline; anything past it is left to `flask reconcile`.
-MAX_CLAIMS_PER_NOTIFICATION = 5
 # Seconds for SNS to answer a confirmation; a sync worker waits this long at most.
 SUBSCRIBE_TIMEOUT = 5.0
 
@@ -66,15 +65,17 @@ def amazon_pay() -> Response:
         message.object_id,
         message.notification_type,
     )
-    ids = [value for value in (message.object_id, message.charge_permission_id) if value]
     try:
-        report = services.returns.reconcile_objects(ids, limit=MAX_CLAIMS_PER_NOTIFICATION)
+        report = wallet_services().router.route(message)
     except SQLAlchemyError as exc:
         # The message was genuine; the periodic `flask reconcile` settles these claims later.
         logger.warning("amazon pay notification not reconciled: %s", type(exc).__name__)
     else:
-        if report.results:
-            logger.info("amazon pay notification %s", report.summary())
+        if report.returns.results:
+            # The line the return's reconciliation has always logged, unchanged.
+            logger.info("amazon pay notification %s", report.returns.summary())
+        if report.charges.results or report.wallet_refreshed or report.handled_by:
+            logger.info("amazon pay notification routed: %s", report.summary())
     return _answer(200)
 
 
