@@ -27,6 +27,7 @@ from config import ConfigurationError, Settings
 from offline import (
     DEV_KEY_ID,
     OfflineSimulator,
+    ensure_admin_password,
     ensure_dev_key,
     ensure_secret_key,
     ensure_simulator,
@@ -38,13 +39,14 @@ from storefront.db.migrations import SchemaGate
 from storefront.logs import configure_logging
 from storefront.metrics import install_metrics, observe_amazon_call
 from storefront.views import register_blueprints
+from storefront.views.admin import reconcile_console
 from storefront.web import Shop, install_request_guards
 
 __all__ = ["ConfigurationError", "create_app"]
 
 # Keys of the contract's environment table (and APP_* knobs): read by Settings, not app.config.
 _SETTINGS_PREFIXES = ("AMAZON_PAY_", "APP_")
-_SETTINGS_KEYS = {"DATABASE_URL", "SECRET_KEY"}
+_SETTINGS_KEYS = {"DATABASE_URL", "SECRET_KEY", "ADMIN_PASSWORD"}
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
@@ -60,11 +62,13 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     instance = Path(app.instance_path)
 
     simulator: OfflineSimulator | None = None
+    admin_password: str | None
     if settings.simulator_mode:
         _private_directory(instance)
         private_key = ensure_dev_key(instance)
         public_key_id = DEV_KEY_ID
         secret_key = settings.secret_key or ensure_secret_key(instance)
+        admin_password = settings.admin_password or ensure_admin_password(instance)
         simulator = ensure_simulator(
             instance,
             DEV_KEY_ID,
@@ -81,6 +85,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         private_key = settings.private_key
         public_key_id = settings.public_key_id
         secret_key = settings.secret_key
+        admin_password = settings.admin_password  # None: the console answers 404
         endpoint = settings.endpoint
         checkout_js = settings.checkout_js_url or settings.default_checkout_js_url
 
@@ -106,6 +111,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         }
     )
     app.config.update(_host_settings(settings.public_url))
+    # The merchant console's settings (storefront/views/admin.py reads them at registration).
+    app.config.update(ADMIN_PASSWORD=admin_password, PAYMENT_INTENT=settings.payment_intent)
     if simulator is not None:
         # The simulator's buyer pages under /_amazon-pay-simulator on the shop's own port.
         app.wsgi_app = simulator.pages_proxy(app.wsgi_app, app.config["TRUSTED_HOSTS"])  # type: ignore[method-assign]
@@ -159,6 +166,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
             store_id=settings.store_id or SIMULATOR_STORE_ID,
             ledger_currency=settings.ledger_currency,
             sandbox=settings.sandbox,
+            payment_intent=settings.payment_intent,
         ),
         checkout_js_url=checkout_js,
         notifications=_notification_verifier(app, simulator),
@@ -282,15 +290,7 @@ def _register_commands(app: Flask) -> None:
         help="Most claims to settle in this pass.",
     )
     def reconcile(limit: int) -> None:
-        """Settle checkouts, saved-wallet charges and removals whose outcome is not known yet
-        (run it from cron)."""
+        """Settle checkouts whose outcome is not known yet (run it from cron)."""
         report = app.extensions["shop"].returns.reconcile(limit=limit)
         click.echo(report.summary())
-        saved = app.extensions["saved_wallet"]  # storefront/views/wallet.py WalletServices
-        charges = saved.charges.reconcile(limit=limit)
-        if charges.results:  # one line per kind of work, only when there was some
-            click.echo(f"saved-wallet charges: {charges.summary()}")
-        removals = saved.removal.reconcile(limit=limit)
-        if removals:
-            removed = sum(1 for outcome in removals if outcome.reason != "busy")
-            click.echo(f"saved-wallet removals: {removed} of {len(removals)} settled")
+        click.echo(reconcile_console(app, limit=limit))

@@ -21,6 +21,7 @@ from sqlalchemy.exc import ArgumentError
 from amazonpay import regions
 from amazonpay.errors import ConfigurationError
 from amazonpay.signing import Algorithm, load_private_key
+from storefront.button import PaymentIntent
 from storefront.logs import LogFormat
 from storefront.logs import log_format as log_format_from
 
@@ -56,6 +57,11 @@ class Settings:
     # APP_SIMULATOR_PUBLIC_URL: where browsers reach the simulator's pages (offline mode only),
     # e.g. the shop's origin + /_amazon-pay-simulator; None: the simulator's own loopback URL.
     simulator_public_url: str | None
+    # AMAZON_PAY_PAYMENT_INTENT: the one-time checkout's paymentIntent and saved-wallet captureNow.
+    payment_intent: PaymentIntent = PaymentIntent.AUTHORIZE_WITH_CAPTURE
+    # ADMIN_PASSWORD: the merchant console's password; None: generated in simulator mode, and
+    # the console answers 404 otherwise.
+    admin_password: str | None = None
 
     @property
     def simulator_mode(self) -> bool:
@@ -156,6 +162,12 @@ class Settings:
             )
 
         log_format = log_format_from(env.get("LOG_FORMAT"))
+        payment_intent = _parse_payment_intent(env.get("AMAZON_PAY_PAYMENT_INTENT"))
+        admin_password = env.get("ADMIN_PASSWORD")
+        if admin_password is not None and len(admin_password) < MIN_ADMIN_PASSWORD_LENGTH:
+            raise ConfigurationError(
+                f"ADMIN_PASSWORD: too short (at least {MIN_ADMIN_PASSWORD_LENGTH} characters)"
+            )
 
         trust_proxy = _parse_bool("APP_TRUST_PROXY", env.get("APP_TRUST_PROXY"), default=False)
         simulator_port = _parse_port("APP_SIMULATOR_PORT", env.get("APP_SIMULATOR_PORT") or "0")
@@ -180,6 +192,8 @@ class Settings:
             log_format=log_format,
             simulator_port=simulator_port,
             simulator_public_url=simulator_public_url,
+            payment_intent=payment_intent,
+            admin_password=admin_password,
         )
 
 
@@ -257,6 +271,21 @@ def _check_secret_strength(value: str) -> None:
             f"{MIN_SECRET_KEY_DISTINCT} of them different); e.g. python -c "
             "'import secrets; print(secrets.token_hex(32))'"
         )
+
+
+# The console moves money; wrong guesses are slowed down, but a short password falls anyway.
+MIN_ADMIN_PASSWORD_LENGTH = 12
+
+
+def _parse_payment_intent(value: str | None) -> PaymentIntent:
+    if value is None:
+        return PaymentIntent.AUTHORIZE_WITH_CAPTURE
+    for intent in PaymentIntent:
+        if intent.value.lower() == value.lower():
+            return intent
+    raise ConfigurationError(
+        f"AMAZON_PAY_PAYMENT_INTENT: expected AuthorizeWithCapture or Authorize, got {value!r}"
+    )
 
 
 def _parse_public_url(value: str) -> str:

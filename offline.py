@@ -16,6 +16,7 @@ import http.client
 import logging
 import os
 import secrets
+import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -41,6 +42,7 @@ __all__ = [
     "SIMULATOR_PREFIX",
     "OfflineSimulator",
     "SimulatorPagesProxy",
+    "ensure_admin_password",
     "ensure_dev_key",
     "ensure_secret_key",
     "ensure_simulator",
@@ -51,6 +53,7 @@ logger = logging.getLogger(__name__)
 DEV_KEY_ID = "SANDBOX-SIMULATOR-DEV"
 _PRIVATE_KEY_FILE = "amazonpay-dev-private.pem"
 _SECRET_KEY_FILE = "secret_key"  # noqa: S105 - a file name, not a secret
+_ADMIN_PASSWORD_FILE = "admin_password"  # noqa: S105 - a file name, not a secret
 _LOCK_FILE = "simulator.lock"
 _PORT_FILE = "simulator.port"
 
@@ -102,6 +105,25 @@ def ensure_secret_key(instance: Path) -> str:
     with _instance_lock(instance):
         if not path.exists():
             _write_private(path, secrets.token_hex(32).encode("ascii"))
+        return path.read_text("ascii").strip()
+
+
+def ensure_admin_password(instance: Path) -> str:
+    """The merchant console's password for the offline demo, generated once under instance/.
+
+    It is printed when it is created - once, by whichever process makes it under the lock -
+    and never again: later starts (and the other workers) read it from the file.
+    """
+    path = instance / _ADMIN_PASSWORD_FILE
+    with _instance_lock(instance):
+        if not path.exists():
+            _write_private(path, secrets.token_urlsafe(18).encode("ascii"))
+            print(
+                f"Merchant console (/admin) password: {path.read_text('ascii').strip()}"
+                f" (kept in {path})",
+                file=sys.stderr,
+                flush=True,
+            )
         return path.read_text("ascii").strip()
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from decimal import Decimal
+from enum import StrEnum
 from typing import Any
 
 from amazonpay.client import AmazonPayClient
@@ -17,9 +18,22 @@ from amazonpay.models import Price
 from storefront.db import PendingCheckout
 from storefront.states import CheckoutKind
 
-__all__ = ["ButtonSettings", "button_config"]
+__all__ = ["ButtonSettings", "PaymentIntent", "button_config"]
 
 STORE_NAME = "Flask Coffee Demo"  # merchantStoreName: at most 50 characters (section 4)
+
+
+class PaymentIntent(StrEnum):
+    """AMAZON_PAY_PAYMENT_INTENT (docs/contract.md): charge at once, or authorize for staff to
+    capture later (docs/amazon-pay-api.md section 5.1: an authorization lasts 30 days)."""
+
+    AUTHORIZE_WITH_CAPTURE = "AuthorizeWithCapture"
+    AUTHORIZE = "Authorize"
+
+    @property
+    def capture_now(self) -> bool:
+        """Create Charge's `captureNow` for the same choice (saved-wallet charges, section 6)."""
+        return self is PaymentIntent.AUTHORIZE_WITH_CAPTURE
 
 
 @dataclass(frozen=True)
@@ -29,6 +43,7 @@ class ButtonSettings:
     ledger_currency: str
     sandbox: bool
     checkout_language: str = "en_US"
+    payment_intent: PaymentIntent = PaymentIntent.AUTHORIZE_WITH_CAPTURE
 
 
 def checkout_payload(
@@ -49,7 +64,7 @@ def checkout_payload(
     else:
         assert pending.amount is not None
         payload["paymentDetails"] = {
-            "paymentIntent": "AuthorizeWithCapture",
+            "paymentIntent": settings.payment_intent.value,
             "canHandlePendingAuthorization": True,
             "chargeAmount": Price.of(pending.amount, pending.currency).to_json(),
         }

@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.engine import Connection, RowMapping
 
+from amazonpay.models import ChargeState
 from storefront.db.checkouts import PendingCheckout, PendingCheckouts
 from storefront.db.engine import Repository
 from storefront.db.orders import Orders
@@ -426,8 +427,19 @@ class ClaimLedger(Repository):
         charge_permission_id: str | None,
         charge_id: str | None,
         now: datetime,
+        charge_state: ChargeState | None = None,
     ) -> None:
-        """Completed at Amazon: one transaction writes the claim, the order or saved wallet."""
+        """Completed at Amazon: one transaction writes the claim, the order or saved wallet.
+
+        `charge_state`: the one-time checkout's charge as the return saw it. An Authorize-intent
+        checkout leaves it Authorized: the order is AUTHORIZED, nothing captured yet, and its
+        authorization runs out after 30 days (docs/amazon-pay-api.md 5.1). Not given: the
+        AuthorizeWithCapture default, a paid order.
+        """
+        authorized = charge_state in (ChargeState.AUTHORIZED, ChargeState.AUTHORIZATION_INITIATED)
+        status = OrderState.AUTHORIZED if authorized else OrderState.PAID
+        if charge_state is ChargeState.CAPTURE_INITIATED:
+            status = OrderState.CAPTURE_PENDING
         with self._tx() as conn:
             conn.execute(
                 self._claim_completed,
@@ -456,11 +468,13 @@ class ClaimLedger(Repository):
                     amount=pending.amount or Decimal(0),
                     currency=pending.currency,
                     items=pending.items,
-                    status=OrderState.PAID,
+                    status=status,
                     checkout_session_id=checkout_session_id,
                     charge_permission_id=charge_permission_id,
                     charge_id=charge_id,
                     now=now,
+                    captured_amount=None if status is OrderState.PAID else Decimal(0),
+                    authorization_expires_at=now + timedelta(days=30) if authorized else None,
                 )
 
     def completed_for(self, reference: str) -> Claim | None:

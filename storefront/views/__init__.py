@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from storefront.views import checkout, notifications, shop, wallet
+from storefront.views import admin, checkout, notifications, shop, wallet
 
 __all__ = ["register_blueprints"]
 
@@ -14,3 +14,4 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(checkout.bp)
     app.register_blueprint(wallet.bp)
     app.register_blueprint(notifications.bp)
+    app.register_blueprint(admin.bp)
