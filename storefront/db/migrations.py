@@ -118,12 +118,12 @@ def schema_status(engine: Engine) -> SchemaStatus:
 
 
 @contextmanager
-def _migration_lock(engine: Engine, *, bounded: bool) -> Iterator[Connection]:
-    """A connection that holds the one lock every upgrading process takes.
+def _migration_lock(engine: Engine) -> Iterator[Connection]:
+    """A connection that holds the one lock every upgrading process takes, without time limits.
 
-    `bounded`: keep the engine's time limits (the gate creating a new database's schema in a
-    worker); otherwise they are lifted, since an operator's upgrade may rewrite a large table
-    or wait for another upgrader.
+    An operator's upgrade may rewrite a large table, and a worker creating a new database's
+    schema may wait for another worker doing the same: neither is a request waiting (the
+    schema gate checks in the background), so the engine's limits are lifted here.
     """
     database = engine.url.database or ""
     if engine.dialect.name == "sqlite" and database not in ("", ":memory:"):
@@ -136,7 +136,7 @@ def _migration_lock(engine: Engine, *, bounded: bool) -> Iterator[Connection]:
             finally:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
         return
-    with engine.connect() as opened, _limits(opened, bounded=bounded) as conn:
+    with engine.connect() as opened, unbounded(opened) as conn:
         if engine.dialect.name == "postgresql":
             conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": _PG_LOCK_KEY})
             conn.commit()
@@ -149,15 +149,6 @@ def _migration_lock(engine: Engine, *, bounded: bool) -> Iterator[Connection]:
                 conn.commit()
 
 
-@contextmanager
-def _limits(conn: Connection, *, bounded: bool) -> Iterator[Connection]:
-    if bounded:
-        yield conn
-    else:
-        with unbounded(conn):
-            yield conn
-
-
 def upgrade(engine: Engine, *, only_if_empty: bool = False) -> SchemaStatus:
     """Bring the schema to the code's head under the migration lock; return where it ends.
 
@@ -165,7 +156,7 @@ def upgrade(engine: Engine, *, only_if_empty: bool = False) -> SchemaStatus:
     app does at start-up; upgrading a database with rows is the operator's step).
     """
     head = head_revision()
-    with _migration_lock(engine, bounded=only_if_empty) as conn:
+    with _migration_lock(engine) as conn:
         before = _status(conn, head)
         conn.rollback()
         if before.ready or before.state is SchemaState.AHEAD:

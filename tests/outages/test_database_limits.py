@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import OperationalError
@@ -15,6 +16,7 @@ from sqlalchemy.exc import OperationalError
 from storefront.db import DatabaseTimeouts, create_store_engine
 from storefront.db.engine import unbounded
 from storefront.db.health import HealthProbe
+from storefront.db.migrations import _PG_LOCK_KEY, SchemaState, upgrade
 from tests.outages.conftest import OutagePostgres
 
 LIMITS = DatabaseTimeouts()
@@ -105,6 +107,27 @@ def test_schema_upgrades_run_without_the_limits_and_give_them_back(engine: Engin
             conn.rollback()
         assert conn.execute(text("SHOW statement_timeout")).scalar() == "2500ms"
         assert conn.execute(text("SHOW lock_timeout")).scalar() == "2s"
+
+
+@pytest.mark.postgres
+def test_a_worker_creating_the_schema_waits_for_another_past_the_lock_timeout(
+    engine: Engine, fresh_database: str
+) -> None:
+    # Another process holds the migration lock for longer than lock_timeout and the client's
+    # round-trip limit: the schema is still created once it lets go, never given up on.
+    with psycopg.connect(fresh_database, autocommit=True) as other:
+        other.execute("SELECT pg_advisory_lock(%s)", (_PG_LOCK_KEY,))
+        releasing = threading.Timer(
+            LIMITS.round_trip + 0.5,
+            lambda: other.execute("SELECT pg_advisory_unlock(%s)", (_PG_LOCK_KEY,)),
+        )
+        releasing.start()
+        try:
+            status = upgrade(engine, only_if_empty=True)
+        finally:
+            releasing.join()
+
+    assert status.state is SchemaState.CURRENT
 
 
 def test_sqlite_waits_for_the_writer_lock_a_few_seconds_at_most(tmp_path: Path) -> None:
