@@ -20,6 +20,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal
 
 from amazonpay.client import AmazonPayClient, idempotency_key_for
 from amazonpay.errors import (
@@ -341,9 +342,11 @@ class ChargeDesk:
         if state is None:
             logger.warning("charge in unknown state %r ref=%s", charge.state_raw, reference)
             return
-        captured = None
+        captured = None  # CAPTURE_PENDING: unchanged until Amazon says Captured
         if state is OrderState.PAID and charge.capture_amount is not None:
             captured = charge.capture_amount.amount
+        elif state is not OrderState.PAID and state is not OrderState.CAPTURE_PENDING:
+            captured = Decimal(0)  # authorized, canceled, expired or declined: nothing taken
         expires = charge.expiration_timestamp
         if expires is None and charge.creation_timestamp is not None:
             expires = charge.creation_timestamp + AUTHORIZATION_LIFETIME
