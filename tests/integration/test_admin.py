@@ -238,3 +238,24 @@ def test_a_refund_over_what_is_left_goes_back_with_a_plain_message_and_changes_n
     order = console.extensions["shop"].store.orders.get(reference)
     assert order.refund_reserved_amount == 0
     assert order.refunded_amount == 0
+
+
+def test_the_refund_command_prints_one_line_refunds_once_and_fails_on_refusal(
+    console: Flask, simulator: SimulatorHarness
+) -> None:
+    buyer = Buyer(console.test_client(), simulator)
+    reference = paid_order(buyer)
+    runner = console.test_cli_runner()
+    args = ["refund", reference, "2.00", "--request-id", "cli-request-0001"]
+    first = runner.invoke(args=args)
+    again = runner.invoke(args=args)
+    assert first.exit_code == again.exit_code == 0
+    assert first.output.count("\n") == 1
+    assert first.output.startswith("started: Refund of USD 2.00 requested")
+    assert len(simulator.operations("CreateRefund")) == 1
+    refused = runner.invoke(args=["refund", reference, "999.00", "--request-id", "cli-request-02"])
+    assert refused.exit_code == 1
+    assert refused.output.startswith("refused: That is more than is left to refund")
+    reconciled = runner.invoke(args=["reconcile"])
+    assert reconciled.exit_code == 0
+    assert "refunds: 0 replayed" in reconciled.output
