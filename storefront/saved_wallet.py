@@ -84,6 +84,7 @@ __all__ = [
     "ChargeOutcome",
     "Failure",
     "SavedWalletCharges",
+    "charge_intent",
     "charge_key",
 ]
 
@@ -142,6 +143,20 @@ class ChargeOutcome:
 def charge_key(reference: str, attempt: int) -> str:
     """The ledger key of one Create Charge attempt for an order."""
     return f"charge:{reference}:{attempt}"
+
+
+def charge_intent(order: ChargeOrder, attempt: int) -> Intent:
+    """The ledger operation of one Create Charge attempt: key, idempotency key, stored request."""
+    key = charge_key(order.reference, attempt)
+    return Intent(
+        key=key,
+        kind=OperationKind.CREATE_CHARGE,
+        reference=order.reference,
+        idempotency_key=idempotency_key_for(key),
+        request=_request(order),
+        charge_permission_id=order.charge_permission_id,
+        bind_pending=order.bind_pending,
+    )
 
 
 def _attempt_of(claim: Claim) -> int:
@@ -277,10 +292,6 @@ class SavedWalletCharges:
             return self._refused(order.reference, Failure.FOREIGN_WALLET)
         if wallet.state == WalletState.CLOSED:
             return self._refused(order.reference, Failure.CLOSED, order.charge_permission_id)
-        if wallet.state == WalletState.NON_CHARGEABLE and self.states.is_fresh(wallet):
-            return self._refused(
-                order.reference, Failure.NON_CHARGEABLE, order.charge_permission_id
-            )
         attempt = _attempt_of(latest) + 1 if latest is not None else 1
         return self._attempt(order, attempt, retry=True)
 
@@ -327,16 +338,7 @@ class SavedWalletCharges:
     # -- one attempt --------------------------------------------------------------------------
 
     def _attempt(self, order: ChargeOrder, attempt: int, *, retry: bool) -> ChargeOutcome:
-        key = charge_key(order.reference, attempt)
-        intent = Intent(
-            key=key,
-            kind=OperationKind.CREATE_CHARGE,
-            reference=order.reference,
-            idempotency_key=idempotency_key_for(key),
-            request=_request(order),
-            charge_permission_id=order.charge_permission_id,
-            bind_pending=order.bind_pending,
-        )
+        intent = charge_intent(order, attempt)
         again = False
         with self.operations.turn(intent) as turn:
             if turn.kind is TurnKind.HELD:

@@ -105,10 +105,13 @@ class WalletStates:
     def is_fresh(self, method: SavedPaymentMethod, now: datetime | None = None) -> bool:
         """Whether Amazon confirmed this state recently enough to charge without a Get first.
 
-        A Closed wallet is final, so always fresh.
+        A Closed wallet is final, so always fresh; one that needs the buyer at Amazon never is:
+        the buyer is likely fixing it right now, so every page asks again (within its budget).
         """
         if method.state == WalletState.CLOSED:
             return True
+        if method.state != WalletState.CHARGEABLE:
+            return False
         checked = method.state_checked_at
         return checked is not None and (now or self.clock()) - checked < self.fresh_for
 
