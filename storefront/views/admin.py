@@ -34,6 +34,7 @@ from storefront.db.audit import StaffAudit
 from storefront.db.orders import WalletSetups
 from storefront.db.refunds import RefundRows
 from storefront.db.throttles import Throttles
+from storefront.notifications import CHARGE, REFUND, NotificationRouter
 from storefront.refunds import RefundDesk
 from storefront.staff import (
     ACTOR,
@@ -114,6 +115,16 @@ def _wire(state: BlueprintSetupState) -> None:
         sessions=URLSafeTimedSerializer(secret, salt="storefront.staff-session"),
         fingerprint=sign_in.fingerprint(secret) if sign_in else "",
     )
+    refunds = app.extensions["admin"].refunds
+    router: NotificationRouter = app.extensions["saved_wallet"].router  # registered before us
+    # A REFUND IPN (section 10) settles the refund it names; a CHARGE one, refunds of it.
+    for object_type in (REFUND, CHARGE):
+        router.on(
+            object_type,
+            lambda message: refunds.settle_objects(
+                [v for v in (message.object_id, message.charge_permission_id) if v]
+            ),
+        )
 
 
 # -- signing in ----------------------------------------------------------------------------
