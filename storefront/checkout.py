@@ -48,7 +48,7 @@ from amazonpay.errors import (
     RateLimitError,
     ServiceError,
 )
-from amazonpay.models import CheckoutSession, Price
+from amazonpay.models import ChargeState, CheckoutSession, Price
 from storefront.db import Claim, PendingCheckout, Store
 from storefront.db.leases import LeaseKeeper
 from storefront.states import CheckoutKind, ClaimState, OperationKind, PendingState
@@ -465,6 +465,7 @@ class ReturnHandler:
                 charge_permission_id=claim.charge_permission_id,
                 charge_id=claim.charge_id,
                 now=self.clock(),
+                charge_state=charge.state,
             )
             return self._success(pending, "authorized")
         if charge.state in _FAILED_CHARGE_STATES:
@@ -483,12 +484,17 @@ class ReturnHandler:
         *,
         session_id: str | None = None,
     ) -> ReturnOutcome:
+        details = session.payment_details
+        # An Authorize-intent checkout (AMAZON_PAY_PAYMENT_INTENT) leaves its charge Authorized,
+        # for staff to capture; AuthorizeWithCapture's is captured with the Complete.
+        authorize_only = details is not None and details.payment_intent == "Authorize"
         self.store.ledger.record_success(
             pending,
             session_id or session.checkout_session_id,
             charge_permission_id=session.charge_permission_id,
             charge_id=session.charge_id,
             now=self.clock(),
+            charge_state=ChargeState.AUTHORIZED if authorize_only else None,
         )
         logger.info("checkout completed ref=%s kind=%s", pending.reference, pending.kind)
         return self._success(pending, reason)
