@@ -8,7 +8,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint unit bench deps system-deps node-deps clean
+.PHONY: run test lint unit bench soak deps system-deps node-deps clean
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt
 	@# Debian's own python3.11 ships venv/ensurepip in a separate package.
@@ -54,6 +54,10 @@ run: deps
 bench: deps
 	$(BIN)/python bench/client_bench.py
 	$(BIN)/python bench/return_flow.py
+
+# The 10-minute fault soak (README: The soak); its short form is part of `make test`.
+soak: deps system-deps
+	$(BIN)/python bench/soak.py --minutes 10 --out test-artifacts/soak
 
 clean:
 	rm -rf $(VENV) tests/interop/node_modules .pytest_cache .mypy_cache .ruff_cache

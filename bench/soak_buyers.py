@@ -1,0 +1,426 @@
+"""The soak's buyers: threads, each a person with their own cookies, doing wallet setups and
+one-time checkouts through the router, refreshing the return and double-clicking it.
+
+Every request to the shop is recorded (`ShopRequest`: for the no-5xx check) and every page the
+buyer ends up seeing after a return (`Visit`: for latency and the failure-message check).
+
+Extension point: a flow is a function in `FLOWS` (name -> flow) plus its weight in
+`flow_weights`; saved-wallet payments (`POST /checkout/saved`) and staff refunds (`/admin`) plug
+in there once the shop has them (bench/soak.py says which routes it found).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import random
+import re
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import requests
+
+from bench.soak_deploy import Instance, Router
+from bench.soak_sim import FaultPlan, SimulatorControl, random_fault
+from tests.support.buyer import HOSTED_CHOICES, page_outcome
+
+TIMEOUT = 30.0
+POLL_SECONDS = 1.0  # the pending page refreshes itself every 5 s; people press F5 sooner
+MAX_POLLS = 20
+
+_CONFIG = re.compile(
+    r'<script type="application/json" id="amazon-pay-button-config">(.*?)</script>', re.S
+)
+_CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+_PRODUCT = re.compile(r'name="product_id" value="([^"]+)"')
+
+# What the buyer picks on Amazon's hosted page, per flow, with weights.
+ONE_TIME_CHOICES = {
+    "success": 70,
+    "pending": 10,  # card 0701: authorization pending, then Authorized
+    "pending-declined": 5,  # card 4354: pending, then HardDeclined
+    "Declined": 7,  # card 3434
+    "BuyerCanceled": 4,  # card 3064
+    "canceled": 4,  # the Cancel button
+}
+WALLET_CHOICES = {"success": 80, "Declined": 10, "BuyerCanceled": 5, "canceled": 5}
+# How the buyer comes back: once, once and then a refresh, or a double click.
+RETURN_STYLES = {"once": 50, "refresh": 25, "double-click": 25}
+# Card choices that are the scenario themselves; faults are injected only on the others.
+CARD_SCENARIOS = {
+    "pending": "pending-auth-0701",
+    "pending-declined": "pending-declined-4354",
+    "Declined": "declined-3434",
+    "BuyerCanceled": "buyer-canceled-3064",
+    "canceled": "canceled",
+}
+_CARDS = {"pending-declined": "4354"}
+
+
+class JourneyError(RuntimeError):
+    """A step before the return did not answer as a buyer needs (the message says which)."""
+
+
+@dataclass(frozen=True)
+class ShopRequest:
+    """One HTTP request to the shop: when, where, and what came back."""
+
+    buyer: int
+    instance: str
+    method: str
+    path: str
+    started: float  # monotonic
+    latency: float
+    status: int | None  # None: no HTTP response (connection refused or reset)
+    error: str | None
+
+
+@dataclass(frozen=True)
+class Visit:
+    """One visit of the return URL and the page it led to."""
+
+    buyer: int
+    flow: str
+    scenario: str
+    step: str  # return | refresh | double-click | poll
+    checkout_session_id: str
+    instance: str
+    started: float
+    latency: float  # of GET /checkout/return alone (the redirect it answers is not counted)
+    outcome: str  # success | pending | failure | other:... | no-response
+
+
+@dataclass
+class Journey:
+    """One buyer's way through one flow."""
+
+    buyer: int
+    flow: str
+    choice: str
+    scenario: str
+    style: str
+    checkout_session_id: str | None = None
+    reference: str | None = None
+    outcomes: list[str] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def last_seen(self) -> str:
+        return self.outcomes[-1] if self.outcomes else "none"
+
+
+@dataclass
+class Recorder:
+    """What every buyer thread writes; one lock for all."""
+
+    requests: list[ShopRequest] = field(default_factory=list)
+    visits: list[Visit] = field(default_factory=list)
+    journeys: list[Journey] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def request(self, item: ShopRequest) -> None:
+        with self.lock:
+            self.requests.append(item)
+
+    def visit(self, item: Visit) -> None:
+        with self.lock:
+            self.visits.append(item)
+
+    def journey(self, item: Journey) -> None:
+        with self.lock:
+            self.journeys.append(item)
+
+
+class Buyer:
+    """One person: a cookie jar, a seeded random source, and the shop behind the router."""
+
+    def __init__(
+        self,
+        number: int,
+        *,
+        router: Router,
+        simulator_url: str,
+        control: SimulatorControl,
+        recorder: Recorder,
+        rng: random.Random,
+        fault_rate: float,
+        stop_polling_at: float,
+    ) -> None:
+        self.number = number
+        self.router = router
+        self.simulator_url = simulator_url.rstrip("/")
+        self.control = control
+        self.recorder = recorder
+        self.rng = rng
+        self.fault_rate = fault_rate
+        self.stop_polling_at = stop_polling_at
+        self.http = requests.Session()
+
+    # -- the shop, through the router ------------------------------------------------------
+
+    def shop(
+        self, method: str, path: str, *, instance: Instance | None = None, **kwargs: Any
+    ) -> tuple[Instance, requests.Response | None]:
+        """One request to one instance; a request cut off by the kill is tried once more on
+        another instance, as a person reloads an error page."""
+        target = instance or self.router.pick(self.rng)
+        for attempt in range(2):
+            started = time.monotonic()
+            try:
+                response = self.http.request(
+                    method,
+                    target.url + path,
+                    allow_redirects=False,
+                    timeout=TIMEOUT,
+                    **kwargs,
+                )
+            except requests.ConnectionError as exc:
+                self.recorder.request(
+                    ShopRequest(
+                        self.number,
+                        target.name,
+                        method,
+                        _route(path),
+                        started,
+                        time.monotonic() - started,
+                        None,
+                        type(exc).__name__,
+                    )
+                )
+                if attempt == 0:
+                    target = self.router.pick(self.rng, avoid=target.name)
+                    continue
+                return target, None
+            self.recorder.request(
+                ShopRequest(
+                    self.number,
+                    target.name,
+                    method,
+                    _route(path),
+                    started,
+                    time.monotonic() - started,
+                    response.status_code,
+                    None,
+                )
+            )
+            return target, response
+        raise AssertionError("unreachable")  # pragma: no cover - the loop always returns
+
+    def page(self, path: str) -> requests.Response:
+        """GET a page and follow its redirects (each hop through the router)."""
+        for _hop in range(5):
+            _instance, response = self.shop("GET", path)
+            if response is None:
+                raise JourneyError(f"GET {_route(path)}: no response from either instance")
+            if response.status_code not in (301, 302, 303, 307, 308):
+                return response
+            path = _local(response.headers["Location"])
+        raise JourneyError(f"GET {_route(path)}: too many redirects")
+
+    # -- steps -----------------------------------------------------------------------------
+
+    def add_to_cart(self) -> None:
+        index = self.page("/")
+        csrf = _CSRF.search(index.text)
+        products = _PRODUCT.findall(index.text)
+        if index.status_code != 200 or csrf is None or not products:
+            raise JourneyError(f"storefront answered {index.status_code} without the cart form")
+        _instance, response = self.shop(
+            "POST",
+            "/cart/add",
+            data={
+                "csrf_token": html.unescape(csrf.group(1)),
+                "product_id": self.rng.choice(products),
+            },
+        )
+        if response is None or response.status_code not in (200, 302, 303):
+            raise JourneyError(f"add to cart answered {_status(response)}")
+
+    def button_config(self, path: str) -> dict[str, Any]:
+        response = self.page(path)
+        found = _CONFIG.search(response.text)
+        if response.status_code != 200 or found is None:
+            raise JourneyError(f"GET {path} answered {response.status_code} without a button")
+        config: dict[str, Any] = json.loads(found.group(1))
+        return config
+
+    def at_amazon(self, config: dict[str, Any], choice: str) -> tuple[str, str]:
+        """Press the button (checkout.js's form POST) and choose; returns session id and the
+        return URL's path and query."""
+        session_config = config["createCheckoutSessionConfig"]
+        form = {
+            "payloadJSON": session_config["payloadJSON"],
+            "signature": session_config["signature"],
+            "publicKeyId": session_config.get("publicKeyId") or config["publicKeyId"],
+            "algorithm": session_config.get("algorithm") or "AMZN-PAY-RSASSA-PSS",
+            "merchantId": config["merchantId"],
+            "sandbox": "false" if config.get("sandbox") is False else "true",
+            "productType": config.get("productType", ""),
+            "checkoutLanguage": config.get("checkoutLanguage", ""),
+        }
+        started = requests.post(
+            self.simulator_url + "/checkout/start",
+            data=form,
+            allow_redirects=False,
+            timeout=TIMEOUT,
+        )
+        if started.status_code != 303:
+            raise JourneyError(f"the button form at the simulator answered {started.status_code}")
+        session_id = started.headers["Location"].rstrip("/").rsplit("/", 1)[1]
+        method = _CARDS.get(choice) or HOSTED_CHOICES[choice]
+        chosen = requests.post(
+            f"{self.simulator_url}/hosted/{session_id}/choose",
+            data={"method": method},
+            allow_redirects=False,
+            timeout=TIMEOUT,
+        )
+        if chosen.status_code != 303:
+            raise JourneyError(f"the hosted page answered {chosen.status_code}")
+        location = chosen.headers["Location"]
+        if parse_qs(urlsplit(location).query).get("amazonCheckoutSessionId") != [session_id]:
+            raise JourneyError("the return URL does not carry its session id")
+        return session_id, _local(location)
+
+    def visit_return(self, journey: Journey, return_path: str, step: str) -> str:
+        """GET the return URL, then the page it redirects to; records and returns the outcome."""
+        assert journey.checkout_session_id is not None
+        started = time.monotonic()
+        target = self.router.pick(self.rng)
+        self.router.returning(target, +1)
+        try:
+            instance, response = self.shop("GET", return_path, instance=target)
+        finally:
+            self.router.returning(target, -1)
+        latency = time.monotonic() - started
+        if response is None:
+            outcome = "no-response"
+        else:
+            latency = response.elapsed.total_seconds()
+            if response.status_code in (302, 303):
+                outcome = page_outcome(self.page(_local(response.headers["Location"])))
+            else:
+                outcome = page_outcome(response)
+        self.recorder.visit(
+            Visit(
+                self.number,
+                journey.flow,
+                journey.scenario,
+                step,
+                journey.checkout_session_id,
+                instance.name,
+                started,
+                latency,
+                outcome,
+            )
+        )
+        journey.outcomes.append(outcome)
+        return outcome
+
+    def come_back(self, journey: Journey, return_path: str) -> None:
+        """The return as people do it: once, once and a refresh, or a double click; then the
+        pending page's refreshes until the outcome is known (bounded)."""
+        if journey.style == "double-click":
+            with ThreadPoolExecutor(max_workers=2) as pool:
+                clicks = [
+                    pool.submit(self.visit_return, journey, return_path, "double-click")
+                    for _ in range(2)
+                ]
+                outcomes = [click.result() for click in clicks]
+            outcome = "pending" if "pending" in outcomes else outcomes[-1]
+        else:
+            outcome = self.visit_return(journey, return_path, "return")
+            if journey.style == "refresh":
+                outcome = self.visit_return(journey, return_path, "refresh")
+        polls = 0
+        while outcome in ("pending", "no-response") and polls < MAX_POLLS:
+            if time.monotonic() > self.stop_polling_at:
+                break
+            time.sleep(POLL_SECONDS)
+            outcome = self.visit_return(journey, return_path, "poll")
+            polls += 1
+
+    # -- flows -----------------------------------------------------------------------------
+
+    def journey(self, flow: str, weights: dict[str, int]) -> Journey:
+        choice = _weighted(self.rng, weights)
+        style = _weighted(self.rng, RETURN_STYLES)
+        fault: FaultPlan | None = None
+        if choice in CARD_SCENARIOS:
+            scenario = CARD_SCENARIOS[choice]
+        elif self.rng.random() < self.fault_rate:
+            fault = random_fault(self.rng, one_time=flow == "one_time")
+            scenario = fault.label
+        else:
+            scenario = "none"
+        journey = Journey(self.number, flow, choice, scenario, style)
+        try:
+            if flow == "one_time":
+                self.add_to_cart()
+                config = self.button_config("/checkout")
+            else:
+                config = self.button_config("/wallet")
+            payload = json.loads(config["createCheckoutSessionConfig"]["payloadJSON"])
+            journey.reference = payload["merchantMetadata"]["merchantReferenceId"]
+            session_id, return_path = self.at_amazon(config, choice)
+            journey.checkout_session_id = session_id
+            if fault is not None:
+                self.control.add_fault(fault, session_id)
+            self.come_back(journey, return_path)
+        except (JourneyError, requests.RequestException) as exc:
+            journey.error = f"{type(exc).__name__}: {exc}"
+        return journey
+
+
+def one_time(buyer: Buyer) -> Journey:
+    return buyer.journey("one_time", ONE_TIME_CHOICES)
+
+
+def wallet_setup(buyer: Buyer) -> Journey:
+    return buyer.journey("wallet_setup", WALLET_CHOICES)
+
+
+FLOWS: dict[str, Callable[[Buyer], Journey]] = {
+    "one_time": one_time,
+    "wallet_setup": wallet_setup,
+}
+
+
+def flow_weights() -> dict[str, int]:
+    return {"one_time": 70, "wallet_setup": 30}
+
+
+def run_buyer(buyer: Buyer, deadline: float) -> None:
+    """Journeys until the deadline; a journey under way is finished, never cut off."""
+    weights = flow_weights()
+    while time.monotonic() < deadline:
+        flow = _weighted(buyer.rng, weights)
+        buyer.recorder.journey(FLOWS[flow](buyer))
+        if buyer.rng.random() < 0.2:
+            buyer.http.close()
+            buyer.http = requests.Session()  # a new person arrives on this thread
+
+
+def _weighted(rng: random.Random, weights: dict[str, int]) -> str:
+    names = list(weights)
+    return rng.choices(names, weights=[weights[n] for n in names])[0]
+
+
+def _local(url: str) -> str:
+    """An absolute shop URL as path and query, to send through the router."""
+    parts = urlsplit(url)
+    return parts.path + (f"?{parts.query}" if parts.query else "")
+
+
+def _route(path: str) -> str:
+    """The path without ids, for tables: /checkout/result/<ref> -> /checkout/result/*."""
+    bare = path.split("?", 1)[0]
+    return "/checkout/result/*" if bare.startswith("/checkout/result/") else bare
+
+
+def _status(response: requests.Response | None) -> str:
+    return "no response" if response is None else str(response.status_code)
