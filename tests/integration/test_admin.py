@@ -25,6 +25,8 @@ ROUTES = [
     ("POST", "/admin/orders/<ref>/refund"),
     ("POST", "/admin/orders/<ref>/capture"),
     ("POST", "/admin/orders/<ref>/cancel"),
+    ("GET", "/admin/wallets"),
+    ("POST", "/admin/wallets/S01-0000000-0000000/charge"),
     ("POST", "/admin/logout"),
 ]
 
@@ -80,6 +82,7 @@ def test_a_signed_out_request_is_sent_to_the_sign_in_page_on_every_route(
         assert answer.headers["Location"].endswith("/admin/login"), url
     assert simulator.operations("CreateRefund") == []
     assert simulator.operations("CaptureCharge") == []
+    assert simulator.operations("CreateCharge") == []
 
 
 def test_every_console_form_without_its_csrf_token_is_refused(
