@@ -179,16 +179,23 @@ class SchemaGate:
     `flask --app app db upgrade` and is reported in one line (log and /healthz). A database
     that does not answer is not a schema problem: the gate stays closed and looks again at most
     every `recheck_seconds`, so a worker boots without its database and serves once it is back.
-    The first check runs to its end (start-up); later ones run in a background thread that a
-    request waits on for at most `patience_seconds`, so a frozen database never holds one up.
+    Checks run in a background thread: start-up waits for the first one up to
+    `start_up_seconds` (another process may be creating the schema), a request waits for a
+    later one at most `patience_seconds`, so a frozen database never holds one up.
     """
 
     def __init__(
-        self, engine: Engine, *, recheck_seconds: float = 2.0, patience_seconds: float = 1.0
+        self,
+        engine: Engine,
+        *,
+        recheck_seconds: float = 2.0,
+        patience_seconds: float = 1.0,
+        start_up_seconds: float = 15.0,
     ) -> None:
         self._engine = engine
         self._recheck = recheck_seconds
         self._patience = patience_seconds
+        self._start_up = start_up_seconds
         self._lock = threading.Lock()
         self._open = False
         self._checked_at = -float("inf")
@@ -214,7 +221,7 @@ class SchemaGate:
                 self._checking.start()
             checking, first = self._checking, not self._checked_once
         if checking is not None:
-            checking.join(None if first else self._patience)
+            checking.join(self._start_up if first else self._patience)
         return self._open
 
     def _run_check(self) -> None:
@@ -228,7 +235,10 @@ class SchemaGate:
     def _check(self) -> None:
         try:
             status = schema_status(self._engine)
-            if status.state is SchemaState.EMPTY:
+            if status.state in (SchemaState.EMPTY, SchemaState.LEGACY, SchemaState.BEHIND):
+                # Maybe another process is upgrading right now (SQLite commits each revision
+                # on its own, so it shows a revision in between): wait for its migration lock
+                # and read again. Only an empty database's schema is created here.
                 status = upgrade(self._engine, only_if_empty=True)
         except (SQLAlchemyError, OSError) as exc:
             self._line = f"database unavailable ({type(exc).__name__})"

@@ -3,6 +3,7 @@ limit per round trip for a frozen one (whose kernel still ACKs), the pool's ping
 
 from __future__ import annotations
 
+import fcntl
 import threading
 import time
 from collections.abc import Iterator
@@ -10,13 +11,20 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from alembic import command
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import OperationalError
 
 from storefront.db import DatabaseTimeouts, create_store_engine
 from storefront.db.engine import unbounded
 from storefront.db.health import HealthProbe
-from storefront.db.migrations import _PG_LOCK_KEY, SchemaState, upgrade
+from storefront.db.migrations import (
+    _PG_LOCK_KEY,
+    SchemaGate,
+    SchemaState,
+    alembic_config,
+    upgrade,
+)
 from tests.outages.conftest import OutagePostgres
 
 LIMITS = DatabaseTimeouts()
@@ -188,3 +196,33 @@ def test_the_health_probe_answers_within_its_budget_with_one_ping_in_flight() ->
         assert time.monotonic() < deadline
     assert probe.check()  # a new ping each time none is in flight
     assert len(calls) >= 2
+
+
+def test_the_gate_waits_for_an_upgrade_in_progress_instead_of_refusing_its_halfway_schema(
+    tmp_path: Path,
+) -> None:
+    # Another worker is creating the schema: SQLite commits each revision on its own, so the
+    # database reads "at 0001" until it is done. The gate must not close on that.
+    database = tmp_path / "shop.db"
+    engine = create_store_engine(f"sqlite:///{database}")
+    try:
+        with engine.connect() as conn:
+            command.upgrade(alembic_config(conn), "0001")
+            conn.commit()
+        with (tmp_path / "shop.db.migrate.lock").open("a+") as lock:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)  # the other worker's migration lock
+            # No recheck in this test: only the first check, still waiting, can open the gate.
+            gate = SchemaGate(engine, start_up_seconds=0.5, recheck_seconds=600)
+            assert not gate.ready()  # start-up goes on; the check waits in the background
+            assert "db upgrade" not in gate.line
+            with engine.connect() as conn:
+                command.upgrade(alembic_config(conn), "head")
+                conn.commit()
+            fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+        deadline = time.monotonic() + 5
+        while not gate.ready():  # the same check reads again once the lock is free
+            assert time.monotonic() < deadline, gate.line
+            time.sleep(0.05)
+        assert gate.line.startswith("database schema is current")
+    finally:
+        engine.dispose()
