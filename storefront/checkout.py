@@ -49,8 +49,10 @@ from amazonpay.errors import (
     ServiceError,
 )
 from amazonpay.models import ChargeState, CheckoutSession, Price
+from storefront.abuse import Admission, ReturnLimiter
 from storefront.db import Claim, PendingCheckout, Store
 from storefront.db.leases import LeaseKeeper
+from storefront.db.throttles import Throttles
 from storefront.states import CheckoutKind, ClaimState, OperationKind, PendingState
 
 __all__ = [
@@ -77,6 +79,13 @@ MAX_PENDING_AGE = timedelta(hours=24)
 # A crashed worker's claim is taken over this long after its last heartbeat; the live holder
 # renews it every quarter of it, so a few missed renewals (a database blip) do not lose it.
 CLAIM_LEASE = timedelta(seconds=20)
+# Reconciliation retries a claim that never sent Complete after 1 minute, then 2, 4, ... up to an
+# hour; one that may have sent Complete (money may have moved) is retried on every run.
+RETRY_BACKOFF = timedelta(minutes=1)
+MAX_RETRY_BACKOFF = timedelta(hours=1)
+# Reasons under which a claim from before `before_complete` existed had sent Complete.
+_LEGACY_SENT_REASONS = frozenset({"complete-unknown", "authorization-pending"})
+_LEGACY_SENT_PREFIXES = ("complete-state-", "recheck-")
 
 _SUCCESS_CHARGE_STATES = frozenset({"Authorized", "CaptureInitiated", "Captured"})
 _FAILED_CHARGE_STATES = frozenset({"Declined", "Canceled"})
@@ -159,10 +168,12 @@ class ReturnHandler:
         poll_interval: float = 0.1,
         max_age: timedelta = MAX_PENDING_AGE,
         heartbeat_seconds: float | None = None,
+        limiter: ReturnLimiter | None = None,
     ) -> None:
         """`wait`: how long after a claim was taken others wait for its decision (the app
         configures about 2 s); `heartbeat_seconds`: how often a holder renews its lease
-        (a quarter of `lease` unless given)."""
+        (a quarter of `lease` unless given); `limiter`: what one client may cost (the
+        default limits on the store's `throttles` unless given)."""
         self.client = client
         self.store = store
         self.clock = clock
@@ -174,15 +185,29 @@ class ReturnHandler:
         self.leases = LeaseKeeper(
             store.ledger, lease=lease, clock=clock, every_seconds=heartbeat_seconds
         )
+        self.limiter = limiter or ReturnLimiter(Throttles(store.engine))
 
     # -- entry point ----------------------------------------------------------------------
 
-    def handle_return(self, session_ids: Sequence[str], refs: Sequence[str]) -> ReturnOutcome:
-        """Decide the outcome for `/checkout/return?ref=...&amazonCheckoutSessionId=...`."""
+    def handle_return(
+        self,
+        session_ids: Sequence[str],
+        refs: Sequence[str],
+        *,
+        client: str | None = None,
+        buyer: str | None = None,
+    ) -> ReturnOutcome:
+        """Decide the outcome for `/checkout/return?ref=...&amazonCheckoutSessionId=...`.
+
+        `client`: the caller's address, for the per-client limits; `buyer`: the buyer id in
+        the caller's cookie, if any (never created here).
+        """
         reference = _single(refs, REFERENCE_PATTERN)
         pending = self.store.checkouts.get(reference) if reference else None
         if pending is None:
             reason = "unknown-reference" if reference else "malformed-reference"
+            if reference:  # a well-formed guess: counts against the client
+                self.limiter.unknown_reference(client, now=self.clock())
             logger.warning("checkout return refused: %s", reason)
             return ReturnOutcome(OutcomeKind.FAILURE, CheckoutKind.WALLET_SETUP, None, reason)
 
@@ -212,6 +237,35 @@ class ReturnHandler:
                 logger.warning("checkout return refused: expired ref=%s", pending.reference)
                 return self._failure(pending, "expired")
 
+        admission = self._admit(pending, session_id, client, buyer)
+        if admission is not None and not admission.allowed:
+            logger.warning(
+                "checkout return refused: %s ref=%s", admission.verdict.value, pending.reference
+            )
+            return self._failure(pending, admission.verdict.value)
+        outcome = self._claim_and_process(pending, session_id)
+        if admission is not None and admission.free and outcome.kind is OutcomeKind.FAILURE:
+            self.limiter.strike(client, now=self.clock())
+        return outcome
+
+    def _admit(
+        self, pending: PendingCheckout, session_id: str, client: str | None, buyer: str | None
+    ) -> Admission | None:
+        """None when the session id is already claimed for this pending checkout (a refresh,
+        never limited); otherwise whether this new one may cost an Amazon call."""
+        unconfirmed = 0
+        for claim in self.store.ledger.for_reference(pending.reference):
+            if claim.kind is not OperationKind.COMPLETE_CHECKOUT_SESSION:
+                continue
+            if claim.operation_key == session_id:
+                return None
+            unconfirmed += 0 if claim.owner_confirmed else 1
+        owned = buyer is not None and secrets.compare_digest(buyer, pending.buyer_id)
+        return self.limiter.new_session(
+            client, owned=owned, unconfirmed=unconfirmed, now=self.clock()
+        )
+
+    def _claim_and_process(self, pending: PendingCheckout, session_id: str) -> ReturnOutcome:
         owner = secrets.token_hex(8)
         deadline = self.clock() + self.wait
         while True:
@@ -228,7 +282,10 @@ class ReturnHandler:
                 with self.leases.holding(session_id, owner):
                     return self._process(pending, claim, owner, attempt.processing)
             if claim.reference != pending.reference:
-                return self._foreign(pending, session_id)
+                if claim.decided or claim.owner_confirmed or _may_have_sent_complete(claim):
+                    return self._foreign(pending, session_id)
+                # Bound to another reference on nobody's word but the caller's: ask Amazon.
+                return self._take_from_other(pending, claim)
             if claim.decided:
                 return self._from_claim(pending, claim)
             if claim.status == ClaimState.PENDING:
@@ -240,9 +297,61 @@ class ReturnHandler:
                 return self._pending(pending, "claimed-elsewhere")
             self.sleep(self.poll_interval)
 
+    def _take_from_other(self, pending: PendingCheckout, claim: Claim) -> ReturnOutcome:
+        """The session is claimed for another reference, but Amazon never confirmed that one's
+        and it never sent Complete (e.g. its id replayed on an attacker's own `ref` while Get
+        failed). Amazon's word decides: when the session names this pending checkout, the
+        claim moves here and completes; otherwise the refusal stands."""
+        session_id, other = claim.checkout_session_id, claim.reference
+        owner = secrets.token_hex(8)
+        held = self.store.ledger.take_unconfirmed(
+            session_id, other, owner=owner, now=self.clock(), lease=self.lease
+        )
+        if held is None:  # held by someone right now, or changed meanwhile: the refresh retries
+            return self._pending(pending, "claimed-elsewhere")
+        with self.leases.holding(session_id, owner):
+            try:
+                session = self.client.get_checkout_session(session_id)
+            except NotFoundError as exc:
+                _log_error("get_checkout_session", exc)
+                self.store.ledger.record_failure(
+                    session_id, other, reason="not-found", now=self.clock()
+                )
+                return self._failure(pending, "not-found")
+            except (APIConnectionError, ServiceError, RateLimitError) as exc:
+                _log_error("get_checkout_session", exc)
+                self.store.ledger.let_go(session_id, owner, now=self.clock())
+                return self._pending(pending, "ownership-unavailable")
+            except APIError as exc:
+                _log_error("get_checkout_session", exc)
+                self.store.ledger.let_go(session_id, owner, now=self.clock())
+                return self._foreign(pending, session_id)
+            named = _session_reference(session)
+            if named is None or not secrets.compare_digest(named, pending.reference):
+                if named is not None and secrets.compare_digest(named, other):
+                    self.store.ledger.confirm_owner(session_id)
+                self.store.ledger.let_go(session_id, owner, now=self.clock())
+                return self._foreign(pending, session_id)
+            moved = self.store.ledger.transfer(
+                session_id,
+                from_reference=other,
+                to_reference=pending.reference,
+                owner=owner,
+                now=self.clock(),
+            )
+            if moved is None:
+                return self._pending(pending, "claimed-elsewhere")
+            logger.warning(
+                "checkout session moved to its owner ref=%s from another checkout",
+                pending.reference,
+            )
+            return self._process(pending, moved, owner, None, session=session)
+
     # -- reconciliation: claims nobody is refreshing ------------------------------------------
 
-    def reconcile(self, now: datetime | None = None, *, limit: int = 50) -> ReconcileReport:
+    def reconcile(
+        self, now: datetime | None = None, *, limit: int = 50, purge: bool = True
+    ) -> ReconcileReport:
         """Settle up to `limit` undecided claims: pending ones, and claimed ones whose lease ran
         out (a worker crashed between Amazon's answer and our write).
 
@@ -250,11 +359,25 @@ class ReturnHandler:
         Checkout Session, Complete again with the same key while Open and under 24 hours, Get
         Charge after a 202, record the outcome. A claim someone else holds is skipped; the lease
         makes concurrent reconcilers and buyers safe.
+
+        Claims Amazon confirmed (Complete may have moved money) come first, then the others,
+        the longest-due first. A claim that never sent Complete is given up (failed, without a
+        call) once past Amazon's 24 hours, and otherwise backs off exponentially, so junk can
+        never starve real checkouts. With `purge`, pending checkouts nobody paid through within
+        24 hours and that no operation names are deleted (anonymous page views).
         """
         moment = now or self.clock()
-        return self._settle(
-            self.store.ledger.undecided(moment, limit=limit, kinds=_RETURN_KINDS), moment
+        report = self._settle(
+            self.store.ledger.undecided(
+                moment, limit=limit, kinds=_RETURN_KINDS, confirmed_first=True
+            ),
+            moment,
         )
+        if purge:
+            purged = self.store.checkouts.purge_unused(created_before=moment - self.max_age)
+            if purged:
+                logger.info("purged %d unused pending checkouts", purged)
+        return report
 
     def reconcile_objects(
         self, object_ids: Iterable[str], now: datetime | None = None, *, limit: int = 5
@@ -288,8 +411,22 @@ class ReturnHandler:
             # Decided meanwhile, or a buyer's request or another reconciler holds the lease.
             reason = "decided-elsewhere" if attempt.claim.decided else "claimed-elsewhere"
             return Reconciled(session_id, reference, None, reason)
+        claim = attempt.claim
+        if not _may_have_sent_complete(claim) and now - claim.created_at > self.max_age:
+            # The session is older than the claim: Amazon has canceled it (section 4), and we
+            # never completed it, so no call can change the outcome.
+            self.store.ledger.record_failure(session_id, reference, reason="expired", now=now)
+            logger.info("reconcile gave up ref=%s: past 24 hours, never completed", reference)
+            return Reconciled(session_id, reference, OutcomeKind.FAILURE, "expired")
         with self.leases.holding(session_id, owner):
-            outcome = self._process(pending, attempt.claim, owner, attempt.processing)
+            outcome = self._process(pending, claim, owner, attempt.processing)
+        if outcome.kind is OutcomeKind.PENDING:
+            after = self.store.ledger.get(session_id)
+            if after is not None and not after.decided and not _may_have_sent_complete(after):
+                backoff = min(
+                    RETRY_BACKOFF * 2 ** min(max(after.attempts - 2, 0), 20), MAX_RETRY_BACKOFF
+                )
+                self.store.ledger.defer(session_id, until=now + backoff)
         logger.info(
             "reconciled ref=%s outcome=%s reason=%s",
             reference,
@@ -301,9 +438,16 @@ class ReturnHandler:
     # -- the winner -------------------------------------------------------------------------
 
     def _process(
-        self, pending: PendingCheckout, claim: Claim, owner: str, processing: bool | None
+        self,
+        pending: PendingCheckout,
+        claim: Claim,
+        owner: str,
+        processing: bool | None,
+        *,
+        session: CheckoutSession | None = None,
     ) -> ReturnOutcome:
-        """`processing`: whether the claim already bound the pending checkout (None: not tried)."""
+        """`processing`: whether the claim already bound the pending checkout (None: not tried);
+        `session`: the session as a Get just read it, if one did."""
         session_id = claim.checkout_session_id
         if processing is None:
             processing = self.store.checkouts.start_processing(pending.reference, session_id)
@@ -320,22 +464,33 @@ class ReturnHandler:
         if claim.status == ClaimState.PENDING and claim.charge_id:
             return self._reconcile_charge(pending, claim)
 
-        was_pending = claim.status == ClaimState.PENDING
-        try:
-            session = self.client.get_checkout_session(session_id)
-        except (APIConnectionError, ServiceError, RateLimitError) as exc:
-            _log_error("get_checkout_session", exc)
-            return self._mark_pending(pending, session_id, "get-unavailable")
-        except NotFoundError as exc:
-            _log_error("get_checkout_session", exc)
-            if was_pending:
-                return self._mark_pending(pending, session_id, "get-not-found")
-            return self._record_failure(pending, session_id, "not-found")
-        except APIError as exc:
-            _log_error("get_checkout_session", exc)
-            if was_pending:  # Complete may have gone through before: keep reconciling
-                return self._mark_pending(pending, session_id, f"get-{exc.reason_code}")
-            return self._record_failure(pending, session_id, exc.reason_code or "get-error")
+        if session is None:
+            # Only a claim that may have sent Complete can hide moved money; any other one that
+            # Amazon does not know (a made-up id) is a plain failure.
+            sent = _may_have_sent_complete(claim)
+            if sent and claim.idempotency_key is None:
+                # Known only by its reason (an older row): record it before the reason changes.
+                self.store.ledger.before_complete(
+                    session_id,
+                    idempotency_key=idempotency_key_for(session_id),
+                    confirmed=False,
+                    now=self.clock(),
+                )
+            try:
+                session = self.client.get_checkout_session(session_id)
+            except (APIConnectionError, ServiceError, RateLimitError) as exc:
+                _log_error("get_checkout_session", exc)
+                return self._mark_pending(pending, session_id, "get-unavailable")
+            except NotFoundError as exc:
+                _log_error("get_checkout_session", exc)
+                if sent:
+                    return self._mark_pending(pending, session_id, "get-not-found")
+                return self._record_failure(pending, session_id, "not-found")
+            except APIError as exc:
+                _log_error("get_checkout_session", exc)
+                if sent:  # Complete may have gone through before: keep reconciling
+                    return self._mark_pending(pending, session_id, f"get-{exc.reason_code}")
+                return self._record_failure(pending, session_id, exc.reason_code or "get-error")
 
         if not _belongs_to(session, pending):
             # Someone replays another checkout's session id on this return URL: refuse, and
@@ -346,10 +501,25 @@ class ReturnHandler:
             )
             self.store.ledger.abandon(session_id, pending.reference, owner)
             return self._failure(pending, "reference-mismatch")
-
+        # Amazon's word that the session is this reference's (None: it names none).
+        # Amazon's word that the session is this reference's (it names it): written with the
+        # Complete about to be sent (`before_complete`), or at once when none will be.
+        confirm = _session_reference(session) is not None and not claim.owner_confirmed
         # A session object without statusDetails has not told us it left Open; Complete is
         # Amazon's own state check (InvalidCheckoutSessionStatus), handled below.
         state = session.state or "Open"
+        if state == "Open":
+            refusal = None
+            if self.clock() - pending.created_at > self.max_age:
+                # Section 4: Amazon cancels a session not completed within 24 hours. One that
+                # still reads Open is about to be canceled; completing it now would race that.
+                refusal = "expired"
+            else:
+                refusal = self._mismatch(pending, session)
+            if refusal is None:
+                return self._complete(pending, session_id, confirm=confirm)
+        if confirm:
+            self.store.ledger.confirm_owner(session_id)
         if state == "Completed":
             return self._record_success(pending, session, "completed-before")
         if state == "Canceled":
@@ -359,16 +529,8 @@ class ReturnHandler:
         if state != "Open":
             logger.warning("checkout session in unknown state %r", state)
             return self._mark_pending(pending, session_id, "unknown-state")
-        if self.clock() - pending.created_at > self.max_age:
-            # Section 4: Amazon cancels a session not completed within 24 hours. One that still
-            # reads Open is about to be canceled; completing it now would race that.
-            logger.warning("checkout not completed: open past 24 hours ref=%s", pending.reference)
-            return self._record_failure(pending, session_id, "expired")
-        mismatch = self._mismatch(pending, session)
-        if mismatch:
-            logger.warning("checkout return refused: %s ref=%s", mismatch, pending.reference)
-            return self._record_failure(pending, session_id, mismatch)
-        return self._complete(pending, session_id)
+        logger.warning("checkout not completed: %s ref=%s", refusal, pending.reference)
+        return self._record_failure(pending, session_id, refusal or "refused")
 
     def _mismatch(self, pending: PendingCheckout, session: CheckoutSession) -> str | None:
         """Why this Open session is not the one we offered, or None when it matches."""
@@ -393,15 +555,23 @@ class ReturnHandler:
             return "amount-mismatch"
         return None
 
-    def _complete(self, pending: PendingCheckout, session_id: str) -> ReturnOutcome:
+    def _complete(
+        self, pending: PendingCheckout, session_id: str, *, confirm: bool
+    ) -> ReturnOutcome:
         charge_amount = (
             Price.of(pending.amount, pending.currency)
             if pending.kind == CheckoutKind.ONE_TIME and pending.amount is not None
             else None
         )
+        key = idempotency_key_for(session_id)
+        # From here on the claim may have sent Complete: a 404 keeps it pending, and it can
+        # never move to another reference.
+        self.store.ledger.before_complete(
+            session_id, idempotency_key=key, confirmed=confirm, now=self.clock()
+        )
         try:
             result = self.client.complete_checkout_session(
-                session_id, charge_amount, idempotency_key=idempotency_key_for(session_id)
+                session_id, charge_amount, idempotency_key=key
             )
         except ConflictError as exc:
             _log_error("complete_checkout_session", exc)
@@ -552,6 +722,15 @@ class ReturnHandler:
     @staticmethod
     def _pending(pending: PendingCheckout, reason: str) -> ReturnOutcome:
         return ReturnOutcome(OutcomeKind.PENDING, pending.kind, pending.reference, reason)
+
+
+def _may_have_sent_complete(claim: Claim) -> bool:
+    """Whether Complete may have gone out for this claim (so money may have moved)."""
+    if claim.idempotency_key is not None or claim.charge_id is not None:
+        return True
+    # Claims recorded before `before_complete` existed: known by their pending reasons.
+    reason = claim.reason or ""
+    return reason in _LEGACY_SENT_REASONS or reason.startswith(_LEGACY_SENT_PREFIXES)
 
 
 def _session_reference(session: CheckoutSession) -> str | None:

@@ -9,11 +9,11 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, delete, exists, insert, select, update
 from sqlalchemy.engine import Connection, RowMapping
 
 from storefront.db.engine import Repository
-from storefront.db.schema import pending_checkouts
+from storefront.db.schema import operations, pending_checkouts
 from storefront.states import CheckoutKind, PendingState
 
 __all__ = ["PendingCheckout", "PendingCheckouts", "new_reference"]
@@ -152,3 +152,20 @@ class PendingCheckouts(Repository):
         else:
             statement = statement.where(pc.state != PendingState.COMPLETED)
         conn.execute(statement)
+
+    def purge_unused(self, *, created_before: datetime) -> int:
+        """Delete open pending checkouts made before `created_before` that no operation names.
+
+        A page view makes one for its button; one nobody paid through within Amazon's 24 hours
+        can no longer be paid (the session would be canceled), so it only takes space. One an
+        operation names (a claim, a saved-wallet charge) is kept with its history.
+        """
+        pc = pending_checkouts.c
+        named = exists().where(operations.c.reference == pc.reference)
+        with self._tx() as conn:
+            return conn.execute(
+                delete(pending_checkouts)
+                .where(pc.state == PendingState.OPEN)
+                .where(pc.created_at < created_before)
+                .where(~named)
+            ).rowcount

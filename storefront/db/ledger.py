@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.engine import Connection, RowMapping
 
 from amazonpay.models import ChargeState
@@ -229,20 +229,29 @@ class ClaimLedger(Repository):
         limit: int,
         charge_ids: Collection[str] | None = None,
         kinds: Collection[OperationKind] | None = None,
+        confirmed_first: bool = False,
     ) -> list[Claim]:
-        """Claims nobody is working on whose outcome is not decided, the stalest first.
+        """Claims nobody is working on whose outcome is not decided and which are due, the
+        longest-due first.
 
         That is every `pending` claim, and every `claimed` one whose lease ran out (its worker
-        died between Amazon's answer and our write). A live lease means someone holds it now.
-        With `charge_ids`, only claims whose charge permission or charge is one of them; with
-        `kinds`, only operations of those kinds.
+        died between Amazon's answer and our write). A live lease means someone holds it now;
+        a claim deferred (`defer`) is due at its `next_attempt_at`, any other since its last
+        change. With `charge_ids`, only claims whose charge permission or charge is one of them;
+        with `kinds`, only operations of those kinds; with `confirmed_first`, the claims Amazon
+        confirmed as their reference's come before the unconfirmed ones (which may be junk).
         """
         cc = operations.c
+        due_at = func.coalesce(cc.next_attempt_at, cc.updated_at)
+        order = [due_at, cc.operation_key]
+        if confirmed_first:
+            order.insert(0, cc.owner_confirmed.desc())
         query = (
             select(operations)
             .where(cc.status.in_(_UNDECIDED))
             .where(cc.lease_expires_at.is_(None) | (cc.lease_expires_at <= now))
-            .order_by(cc.updated_at, cc.operation_key)
+            .where(cc.next_attempt_at.is_(None) | (cc.next_attempt_at <= now))
+            .order_by(*order)
             .limit(limit)
         )
         if charge_ids is not None:
@@ -298,16 +307,125 @@ class ClaimLedger(Repository):
             )
 
     def abandon(self, checkout_session_id: str, reference: str, owner: str) -> None:
-        """Undo a claim for a session that turned out to belong to another checkout."""
+        """Undo a claim for a session that turned out to belong to another checkout.
+
+        Also a pending one (left by an earlier Get that failed): it never sent Complete, since
+        Complete is only sent once the session named this reference, so nothing is lost and the
+        session's true owner finds it free.
+        """
         cc = operations.c
         with self._tx() as conn:
             conn.execute(
                 delete(operations)
                 .where(cc.operation_key == checkout_session_id)
                 .where(cc.lease_owner == owner)
-                .where(cc.status == ClaimState.CLAIMED)
+                .where(cc.status.in_(_UNDECIDED))
+                .where(cc.owner_confirmed.is_(False))
+                .where(cc.idempotency_key.is_(None))
             )
-            self._checkouts.reopen(conn, reference, checkout_session_id, only_processing=True)
+            self._checkouts.reopen(conn, reference, checkout_session_id, only_processing=False)
+
+    def before_complete(
+        self, checkout_session_id: str, *, idempotency_key: str, confirmed: bool, now: datetime
+    ) -> None:
+        """Record, just before Complete is sent, its idempotency key (from now on the claim
+        "may have sent Complete": a later 404 keeps it pending, it is never moved to another
+        reference) and whether the session named this claim's reference (`confirm_owner`)."""
+        values: dict[str, Any] = {"idempotency_key": idempotency_key, "updated_at": now}
+        if confirmed:
+            values["owner_confirmed"] = True
+        cc = operations.c
+        with self._tx() as conn:
+            conn.execute(
+                update(operations)
+                .where(cc.operation_key == checkout_session_id)
+                .where(cc.status.in_(_UNDECIDED))
+                .values(**values)
+            )
+
+    def take_unconfirmed(
+        self,
+        checkout_session_id: str,
+        reference: str,
+        *,
+        owner: str,
+        now: datetime,
+        lease: timedelta,
+    ) -> Claim | None:
+        """Lease a claim bound to `reference` that Amazon never confirmed and that never sent
+        Complete, so that another reference's buyer can ask Amazon whose session it is.
+
+        None when it is held, decided, confirmed, may have sent Complete, or is gone.
+        """
+        cc = operations.c
+        with self._tx() as conn:
+            taken = conn.execute(
+                update(operations)
+                .where(cc.operation_key == checkout_session_id)
+                .where(cc.reference == reference)
+                .where(cc.status.in_(_UNDECIDED))
+                .where(cc.owner_confirmed.is_(False))
+                .where(cc.idempotency_key.is_(None))
+                .where(cc.lease_expires_at.is_(None) | (cc.lease_expires_at <= now))
+                .values(
+                    lease_owner=owner,
+                    lease_expires_at=now + lease,
+                    attempts=cc.attempts + 1,
+                    updated_at=now,
+                )
+            ).rowcount
+        return self.get(checkout_session_id) if taken == 1 else None
+
+    def transfer(
+        self,
+        checkout_session_id: str,
+        *,
+        from_reference: str,
+        to_reference: str,
+        owner: str,
+        now: datetime,
+    ) -> Claim | None:
+        """Move an unconfirmed claim this `owner` leased to the reference Amazon named.
+
+        One transaction, conditional on the claim still being unconfirmed, never having sent
+        Complete and leased by `owner`; the other reference's pending checkout, if bound to this
+        session, opens again. The claim starts afresh (claimed, confirmed) under its new
+        reference, still leased by `owner`. None when the condition no longer held.
+        """
+        cc = operations.c
+        with self._tx() as conn:
+            moved = conn.execute(
+                update(operations)
+                .where(cc.operation_key == checkout_session_id)
+                .where(cc.reference == from_reference)
+                .where(cc.lease_owner == owner)
+                .where(cc.status.in_(_UNDECIDED))
+                .where(cc.owner_confirmed.is_(False))
+                .where(cc.idempotency_key.is_(None))
+                .values(
+                    reference=to_reference,
+                    owner_confirmed=True,
+                    status=ClaimState.CLAIMED,
+                    reason=None,
+                    next_attempt_at=None,
+                    updated_at=now,
+                )
+            ).rowcount
+            if moved != 1:
+                return None
+            self._checkouts.reopen(conn, from_reference, checkout_session_id, only_processing=False)
+        return self.get(checkout_session_id)
+
+    def defer(self, operation_key: str, *, until: datetime) -> None:
+        """Back off: reconciliation leaves this undecided claim alone until `until`."""
+        cc = operations.c
+        with self._tx() as conn:
+            conn.execute(
+                update(operations)
+                .where(cc.operation_key == operation_key)
+                .where(cc.status.in_(_UNDECIDED))
+                .values(next_attempt_at=until)
+            )
 
     def mark_pending(
         self,

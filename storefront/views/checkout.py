@@ -98,8 +98,12 @@ def _charge_response(outcome: ChargeOutcome) -> BaseResponse | tuple[str, int]:
 
 @bp.get("/checkout/return")
 def checkout_return() -> BaseResponse | tuple[str, int]:
+    cookie_buyer = session.get("buyer")  # never made here: a stranger has none
     outcome = shop().returns.handle_return(
-        request.args.getlist("amazonCheckoutSessionId"), request.args.getlist("ref")
+        request.args.getlist("amazonCheckoutSessionId"),
+        request.args.getlist("ref"),
+        client=request.remote_addr,
+        buyer=cookie_buyer if isinstance(cookie_buyer, str) else None,
     )
     g.return_outcome = outcome  # for the metrics hook (storefront/metrics.py)
     if outcome.kind is OutcomeKind.SUCCESS and outcome.reference:
