@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,7 +14,9 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
+from app import create_app
 from tests.integration.conftest import AppFactory, Buyer, SimulatorHarness, csrf_token
+from tests.support.servers import APP_VARIABLES
 
 PASSWORD = "correct horse battery staple"
 REQUEST_ID = re.compile(r'name="request_id" value="([^"]+)"')
@@ -262,3 +265,26 @@ def test_the_refund_command_prints_one_line_refunds_once_and_fails_on_refusal(
     reconciled = runner.invoke(args=["reconcile"])
     assert reconciled.exit_code == 0
     assert "refunds: 0 replayed" in reconciled.output
+
+
+def test_in_simulator_mode_the_generated_password_is_printed_once_at_start_up(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config: dict[str, Any] = dict.fromkeys(APP_VARIABLES, "")
+    config.update({"INSTANCE_PATH": str(tmp_path / "instance"), "TESTING": True})
+    first = create_app(config)
+    try:
+        printed = capsys.readouterr().err
+        found = re.search(r"Merchant console \(/admin\) password: (\S+) \(kept in ", printed)
+        assert found is not None, printed
+        assert printed.count("Merchant console") == 1
+        second = create_app(config)  # a restart, or another worker: the same instance folder
+        try:
+            assert "Merchant console" not in capsys.readouterr().err
+            client = second.test_client()
+            assert sign_in(client, found.group(1)).status_code == 303
+            assert client.get("/admin").status_code == 200
+        finally:
+            second.extensions["shop"].close()
+    finally:
+        first.extensions["shop"].close()
