@@ -101,9 +101,12 @@ class Console:
     fingerprint: str
 
     def reconcile(self, *, limit: int) -> str:
-        """One line for `flask reconcile`: lost answers replayed, refunds settled."""
+        """One line for `flask reconcile`: lost answers replayed, refunds settled; "" when
+        there was nothing of the console's to do (the return's line stays the only one)."""
         charges = self.charges.reconcile(limit=limit)
         refunds = self.refunds.reconcile(limit=limit)
+        if not (charges.replayed or refunds.replayed or refunds.settled or refunds.still_pending):
+            return ""
         return f"{charges.summary()}; {refunds.summary()}"
 
 
