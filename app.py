@@ -290,7 +290,18 @@ def _register_commands(app: Flask) -> None:
         help="Most claims to settle in this pass.",
     )
     def reconcile(limit: int) -> None:
-        """Settle checkouts whose outcome is not known yet (run it from cron)."""
+        """Settle checkouts, saved-wallet charges and removals whose outcome is not known yet
+        (run it from cron)."""
         report = app.extensions["shop"].returns.reconcile(limit=limit)
         click.echo(report.summary())
-        click.echo(reconcile_console(app, limit=limit))
+        saved = app.extensions["saved_wallet"]  # storefront/views/wallet.py WalletServices
+        charges = saved.charges.reconcile(limit=limit)
+        if charges.results:  # one line per kind of work, only when there was some
+            click.echo(f"saved-wallet charges: {charges.summary()}")
+        removals = saved.removal.reconcile(limit=limit)
+        if removals:
+            removed = sum(1 for outcome in removals if outcome.reason != "busy")
+            click.echo(f"saved-wallet removals: {removed} of {len(removals)} settled")
+        console_line = reconcile_console(app, limit=limit)
+        if console_line:
+            click.echo(console_line)
