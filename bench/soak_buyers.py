@@ -12,6 +12,8 @@ in there once the shop has them (bench/soak.py says which routes it found).
 from __future__ import annotations
 
 import html
+import ipaddress
+import itertools
 import json
 import random
 import re
@@ -24,6 +26,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import requests
+from requests.adapters import HTTPAdapter
 
 from bench.soak_deploy import Instance, Router
 from bench.soak_sim import FaultPlan, SimulatorControl, random_fault
@@ -60,6 +63,33 @@ CARD_SCENARIOS = {
     "canceled": "canceled",
 }
 _CARDS = {"pending-declined": "4354"}
+
+
+# Each person comes from an address of their own in 127.0.0.0/8 (127.1.0.1, 127.1.0.2, ...):
+# the shop limits the return per client address (storefront/abuse.py), and real buyers do not
+# all share one. `--one-address` puts everyone on 127.0.0.1, like people behind one NAT.
+_FIRST_PERSON = ipaddress.IPv4Address("127.1.0.0")
+_people = itertools.count(1)
+
+
+class _FromAddress(HTTPAdapter):
+    """Connects from a chosen local address."""
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+        super().__init__()
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["source_address"] = (self.address, 0)
+        super().init_poolmanager(*args, **kwargs)
+
+
+def person(one_address: bool) -> requests.Session:
+    """A new person's browser: an empty cookie jar and, unless `one_address`, their own address."""
+    http = requests.Session()
+    if not one_address:
+        http.mount("http://", _FromAddress(str(_FIRST_PERSON + next(_people))))
+    return http
 
 
 class JourneyError(RuntimeError):
@@ -150,6 +180,7 @@ class Buyer:
         rng: random.Random,
         fault_rate: float,
         stop_polling_at: float,
+        one_address: bool = False,
     ) -> None:
         self.number = number
         self.router = router
@@ -159,7 +190,8 @@ class Buyer:
         self.rng = rng
         self.fault_rate = fault_rate
         self.stop_polling_at = stop_polling_at
-        self.http = requests.Session()
+        self.one_address = one_address
+        self.http = person(one_address)
 
     # -- the shop, through the router ------------------------------------------------------
 
@@ -302,7 +334,13 @@ class Buyer:
         else:
             latency = response.elapsed.total_seconds()
             if response.status_code in (302, 303):
-                outcome = page_outcome(self.page(_local(response.headers["Location"])))
+                back_to = _local(response.headers["Location"])
+                outcome = page_outcome(self.page(back_to))
+                if outcome.startswith("other:") and back_to in ("/checkout", "/wallet"):
+                    # Sent back to the start of checkout: the contract's failure. The notice
+                    # is shown once per cookie, so the second click of a double click (same
+                    # cookie, same moment) may find it taken by the first.
+                    outcome = "failure"
             else:
                 outcome = page_outcome(response)
         self.recorder.visit(
@@ -402,7 +440,7 @@ def run_buyer(buyer: Buyer, deadline: float) -> None:
         buyer.recorder.journey(FLOWS[flow](buyer))
         if buyer.rng.random() < 0.2:
             buyer.http.close()
-            buyer.http = requests.Session()  # a new person arrives on this thread
+            buyer.http = person(buyer.one_address)  # a new person arrives on this thread
 
 
 def _weighted(rng: random.Random, weights: dict[str, int]) -> str:
