@@ -4,8 +4,9 @@ reference (docs/contract.md "Using a saved wallet"; docs/amazon-pay-api.md 5.1, 
 No Flask here. The API (also in docs/interfaces.md):
 
 * `SavedWalletCharges.pay(buyer_id, refs, charge_permission_ids)` - the buyer's "Pay with" form
-  (`CITU`, `Web`): validates both values, checks that the pending checkout and the wallet are
-  this buyer's before anything is read from Amazon, charges the pending checkout's own amount.
+  (`CITU`, `Web`, `captureNow` from AMAZON_PAY_PAYMENT_INTENT via `capture_now`): validates
+  both values, checks that the pending checkout and the wallet are this buyer's before anything
+  is read from Amazon, charges the pending checkout's own amount.
 * `SavedWalletCharges.charge(ChargeOrder)` - the use case itself, for any initiator: the
   merchant console calls it with `ChargeInitiator.MITU`, `source=OrderSource.MERCHANT`,
   `bind_pending=False` and an order reference of its own (one reference = one charge, whoever
@@ -232,6 +233,7 @@ class SavedWalletCharges:
         *,
         clock: Callable[[], datetime],
         max_age: timedelta = MAX_PENDING_AGE,
+        capture_now: bool = True,
     ) -> None:
         self.client = client
         self.store = store
@@ -239,6 +241,9 @@ class SavedWalletCharges:
         self.states = states
         self.clock = clock
         self.max_age = max_age
+        # The buyer's charges follow AMAZON_PAY_PAYMENT_INTENT (docs/contract.md): False leaves
+        # each Authorized for staff to capture (docs/amazon-pay-api.md 5.1: within 30 days).
+        self.capture_now = capture_now
 
     # -- the buyer's "Pay with" form ----------------------------------------------------------
 
@@ -273,6 +278,7 @@ class SavedWalletCharges:
             amount=Price.of(pending.amount, pending.currency),
             initiator=ChargeInitiator.CITU,
             items=pending.items,
+            capture_now=self.capture_now,
         )
         return self.charge(order)
 

@@ -9,7 +9,7 @@ from flask import Blueprint, Flask, current_app, redirect, render_template, requ
 from flask.blueprints import BlueprintSetupState
 from werkzeug.wrappers import Response as BaseResponse
 
-from storefront.button import button_config
+from storefront.button import PaymentIntent, button_config
 from storefront.catalog import CURRENCY
 from storefront.notifications import NotificationRouter
 from storefront.saved_wallet import SavedWalletCharges
@@ -48,11 +48,17 @@ class WalletServices:
         return update_page_url(self.update_base, charge_permission_id)
 
 
-def _build(services: Shop) -> WalletServices:
+def _build(services: Shop, intent: PaymentIntent) -> WalletServices:
     clock = services.returns.clock
     states = WalletStates(services.client, services.store, clock=clock)
     charges = SavedWalletCharges(
-        services.client, services.store, services.operations, states, clock=clock
+        services.client,
+        services.store,
+        services.operations,
+        states,
+        clock=clock,
+        # AMAZON_PAY_PAYMENT_INTENT also decides the saved-wallet charge's captureNow (contract).
+        capture_now=intent.capture_now,
     )
     return WalletServices(
         states=states,
@@ -66,7 +72,8 @@ def _build(services: Shop) -> WalletServices:
 @bp.record_once
 def _install(state: BlueprintSetupState) -> None:
     """Built when the blueprint is registered, after `create_app` made the Shop."""
-    state.app.extensions["saved_wallet"] = _build(state.app.extensions["shop"])
+    app = state.app
+    app.extensions["saved_wallet"] = _build(app.extensions["shop"], app.config["PAYMENT_INTENT"])
 
 
 def wallet_services(app: Flask | None = None) -> WalletServices:

@@ -4,13 +4,21 @@ simulator (docs/contract.md "Using a saved wallet"). Each test runs on SQLite an
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 from typing import Any
 
 import pytest
 from flask import Flask
 
 from storefront.states import OrderSource, OrderState, WalletState
-from tests.integration.conftest import PAYMENT_FAILED, Buyer, SimulatorHarness, csrf_token
+from tests.integration.conftest import (
+    PAYMENT_FAILED,
+    AppFactory,
+    Buyer,
+    SimulatorHarness,
+    csrf_token,
+)
+from tests.integration.test_admin import PASSWORD, sign_in
 
 PAY_FORM = re.compile(
     r'<form method="post" action="/checkout/saved".*?name="ref" value="([^"]+)"'
@@ -298,3 +306,70 @@ def test_a_soft_decline_is_retried_once_through_the_app(
 
     assert answer.headers["Location"] == f"/checkout/result/{ref}"
     assert len({e["idempotency_key"] for e in simulator.operations("CreateCharge")}) == 2
+
+
+CAPTURE_FORM = re.compile(
+    r'data-testid="capture-form">.*?name="csrf_token" value="([^"]+)"'
+    r'.*?name="request_id" value="([^"]+)"',
+    re.S,
+)
+
+
+@pytest.mark.parametrize(
+    ("intent", "at_amazon", "state"),
+    [
+        ("Authorize", "Authorized", OrderState.AUTHORIZED),
+        ("AuthorizeWithCapture", "Captured", OrderState.PAID),
+    ],
+)
+def test_the_payment_intent_decides_whether_the_saved_wallet_charge_is_captured(
+    app_factory: AppFactory,
+    simulator: SimulatorHarness,
+    intent: str,
+    at_amazon: str,
+    state: OrderState,
+) -> None:
+    app = app_factory(ADMIN_PASSWORD=PASSWORD, AMAZON_PAY_PAYMENT_INTENT=intent)
+    person = Buyer(app.test_client(), simulator)
+    permission_id = save_wallet(person)
+    person.add_to_cart("mug")
+    csrf, ref, _, _ = pay_form(person)
+
+    answer = submit(person, csrf, ref, permission_id)
+
+    assert answer.headers["Location"] == f"/checkout/result/{ref}"
+    assert 'data-testid="success"' in person.follow(answer).get_data(as_text=True)
+    store = app.extensions["shop"].store
+    order = store.orders.get(ref)
+    assert order is not None
+    assert order.source == OrderSource.SAVED_WALLET
+    charge = app.extensions["shop"].client.get_charge(order.charge_id)
+    assert (charge.raw["chargeInitiator"], charge.state_raw) == ("CITU", at_amazon)
+    assert charge.charge_amount is not None
+    assert charge.charge_amount.amount == order.amount  # the cart's, captured or not
+    assert order.status == state
+    if intent == "AuthorizeWithCapture":
+        assert order.captured_amount == order.amount
+        assert order.authorization_expires_at is None
+        return
+    assert order.captured_amount == Decimal(0)
+    assert order.refundable == 0
+    assert order.authorization_expires_at is not None
+    assert order.authorization_expires_at == charge.expiration_timestamp
+    # Staff capture it from the console: Amazon captures the whole amount, the order is paid.
+    staff = app.test_client()
+    assert sign_in(staff).status_code == 303
+    page = staff.get(f"/admin/orders/{ref}").get_data(as_text=True)
+    found = CAPTURE_FORM.search(page)
+    assert found is not None, "no capture form for an authorized saved-wallet order"
+    captured = staff.post(
+        f"/admin/orders/{ref}/capture",
+        data={"csrf_token": found.group(1), "request_id": found.group(2)},
+    )
+    assert captured.status_code == 303
+    [capture] = simulator.operations("CaptureCharge")
+    assert capture["status"] == 200
+    assert app.extensions["shop"].client.get_charge(order.charge_id).state_raw == "Captured"
+    paid = store.orders.get(ref)
+    assert paid is not None
+    assert (paid.status, paid.captured_amount) == (OrderState.PAID, paid.amount)
