@@ -4,7 +4,8 @@ from Amazon (docs/amazon-pay-api.md 10: an IPN is a hint; its body decides nothi
 No Flask here. CHARGE_PERMISSION refreshes that saved wallet; CHARGE settles the saved-wallet
 charge waiting on it; REFUND (and any other type) goes to the handlers registered for it with
 `NotificationRouter.on` - the merchant console registers its refund settlement there. Every
-message also settles the return's claims that know its ids (`ReturnHandler.reconcile_objects`).
+such message also settles the return's claims that know its ids (`ReturnHandler.reconcile_objects`);
+a message of any other type without a handler is logged and ignored.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ logger = logging.getLogger(__name__)
 CHARGE_PERMISSION = "CHARGE_PERMISSION"
 CHARGE = "CHARGE"
 REFUND = "REFUND"
+_KNOWN = frozenset({CHARGE_PERMISSION, CHARGE, REFUND})
 
 # A handler of one object type: given the message, it settles what the message names.
 Handler = Callable[[IpnMessage], None]
@@ -84,6 +86,12 @@ class NotificationRouter:
     def route(self, message: IpnMessage) -> RouteReport:
         ids = [value for value in (message.object_id, message.charge_permission_id) if value]
         object_type = message.object_type or ""
+        handlers = self._handlers.get(object_type, [])
+        if object_type not in _KNOWN and not handlers:
+            # E.g. CHARGEBACK, or a type Amazon adds later: no use case reads such an object,
+            # and its ids alone must not make us read others (section 10: a hint, no more).
+            logger.info("amazon pay notification ignored: no use case for its object type")
+            return RouteReport()
         refreshed = False
         charges = ReconcileReport()
         if object_type == CHARGE_PERMISSION and message.object_id:
@@ -93,7 +101,6 @@ class NotificationRouter:
             if object_type == CHARGE and message.charge_permission_id:
                 # A charge moved on that wallet: its state may have too (e.g. a hard decline).
                 refreshed = self.wallets.refresh(message.charge_permission_id) is not None
-        handlers = self._handlers.get(object_type, [])
         for handler in handlers:
             handler(message)
         returns = self.returns.reconcile_objects(ids, limit=self.limit)
