@@ -171,7 +171,10 @@ class WalletRemoval:
         now = self.clock()
         reason_code = "ResourceNotFound"
         if permission is not None:
-            reason_code = permission.reason_code or "MerchantClosed"
+            # A Closed permission names its one reason in `statusDetails.reasons` (section 6):
+            # ours (MerchantClosed), or the buyer's or Amazon's when they closed it first.
+            given = permission.reasons[0].reason_code if permission.reasons else None
+            reason_code = given or permission.reason_code or "MerchantClosed"
 
         def effect(conn: Connection) -> None:
             self.store.wallets.record_state(
