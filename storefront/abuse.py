@@ -4,12 +4,13 @@
 from __future__ import annotations
 
 import enum
+import ipaddress
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from storefront.db.throttles import Limit, Throttles
 
-__all__ = ["Admission", "ReturnLimiter", "ReturnLimits", "Verdict"]
+__all__ = ["Admission", "ReturnLimiter", "ReturnLimits", "Verdict", "client_key"]
 
 
 def _limit() -> Limit:
@@ -94,5 +95,18 @@ class ReturnLimiter:
 
     @staticmethod
     def _key(kind: str, client: str | None) -> str:
-        # Without an address (not over HTTP) every such caller shares one key.
-        return f"return:{kind}:{(client or '-')[:64]}"
+        return f"return:{kind}:{client_key(client)}"
+
+
+def client_key(client: str | None) -> str:
+    """The unit a limit counts: an IPv4 address, or an IPv6 /64 (one subscriber's network, whose
+    addresses they can change at will). Without an address (not over HTTP) callers share one."""
+    if not client:
+        return "-"
+    try:
+        address = ipaddress.ip_address(client)
+    except ValueError:
+        return client[:64]
+    if address.version == 6:
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address)

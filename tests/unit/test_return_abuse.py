@@ -18,6 +18,7 @@ import responses
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from amazonpay.client import AmazonPayClient
+from storefront.abuse import client_key
 from storefront.checkout import OutcomeKind, ReturnHandler
 from storefront.db import PendingCheckout, Store, create_store_engine
 from storefront.states import CheckoutKind, ClaimState, PendingState
@@ -238,6 +239,13 @@ def test_a_blocked_client_is_let_in_again_later(
     later = stranger_pending(store, clock, 99)
 
     assert handler.handle_return([junk()], [later.reference], client=ATTACKER).reason == "not-found"
+
+
+def test_an_ipv6_client_is_counted_by_its_64_network() -> None:
+    assert client_key("2001:db8:1:2:aaaa::1") == client_key("2001:db8:1:2:bbbb::2")
+    assert client_key("2001:db8:1:3::1") != client_key("2001:db8:1:2::1")
+    assert client_key("203.0.113.9") == "203.0.113.9"
+    assert client_key(None) == "-"
 
 
 # -- ownership is Amazon's word --------------------------------------------------------------------
