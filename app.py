@@ -15,7 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import click
-from flask import Flask, render_template, request
+from flask import Flask, render_template
 from werkzeug.exceptions import HTTPException, InternalServerError, SecurityError
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.wrappers import Response as BaseResponse
@@ -34,10 +34,11 @@ from offline import (
 )
 from storefront.button import ButtonSettings
 from storefront.checkout import ReturnHandler
-from storefront.db import Store, create_store_engine
+from storefront.db import DatabaseTimeouts, Store, create_store_engine
 from storefront.db.migrations import SchemaGate
 from storefront.logs import configure_logging
 from storefront.metrics import install_metrics, observe_amazon_call
+from storefront.outages import register_outage_pages
 from storefront.views import register_blueprints
 from storefront.views.admin import reconcile_console
 from storefront.web import Shop, install_request_guards
@@ -98,10 +99,11 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         MAX_CONTENT_LENGTH=64 * 1024,
         MAX_FORM_MEMORY_SIZE=16 * 1024,
         MAX_FORM_PARTS=50,
-        # Longer than the client's worst case for Get + Complete with retries (about 60 s), so a
-        # slow winner is never overtaken; a crashed one is taken over by the next visit after it.
-        CHECKOUT_CLAIM_LEASE_SECONDS=90.0,
-        CHECKOUT_CLAIM_WAIT_SECONDS=15.0,
+        # A short lease its holder keeps renewing (storefront/db/leases.py): a slow winner is
+        # never overtaken, a crashed one is taken over 20 s after its last renewal. Others wait
+        # on a claim only while it is this young (a double click); then "being confirmed".
+        CHECKOUT_CLAIM_LEASE_SECONDS=20.0,
+        CHECKOUT_CLAIM_WAIT_SECONDS=2.0,
     )
     app.config.update(
         {
@@ -124,7 +126,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     if database_url is None:
         _private_directory(instance)
         database_url = f"sqlite:///{_private_file(instance / 'storefront.sqlite3')}"
-    store = Store(create_store_engine(database_url))
+    store = Store(create_store_engine(database_url, DatabaseTimeouts.from_config(app.config)))
     # No schema work beyond creating a new database's tables: upgrading one with rows is the
     # operator's `flask --app app db upgrade`. A database that is down does not stop start-up.
     schema = SchemaGate(
@@ -180,6 +182,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     register_blueprints(app)
     install_metrics(app)
     _register_error_pages(app)
+    register_outage_pages(app)
     configure_logging(app, settings.log_format)
     _register_commands(app)
     return app
@@ -239,14 +242,6 @@ def _register_error_pages(app: Flask) -> None:
         if isinstance(error, SecurityError):
             # A Host we do not serve: no URL can be built for it, so no page with links.
             return BaseResponse("Unknown host.\n", 400, mimetype="text/plain")
-        if code == 503:
-            # Our database is missing or behind: a buyer coming back from Amazon is told the
-            # payment is safe (it is: nothing was decided), never that it failed.
-            returning = request.endpoint == "checkout.checkout_return"
-            page = render_template("unavailable.html", returning=returning)
-            unavailable = app.make_response((page, 503))
-            unavailable.headers["Retry-After"] = "5"
-            return unavailable
         response = app.make_response((render_template("error.html", code=code), code))
         if code == 405 and getattr(error, "valid_methods", None):
             response.headers["Allow"] = ", ".join(error.valid_methods or [])  # type: ignore[attr-defined]
