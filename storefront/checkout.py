@@ -244,9 +244,21 @@ class ReturnHandler:
             )
             return self._failure(pending, admission.verdict.value)
         outcome = self._claim_and_process(pending, session_id)
-        if admission is not None and admission.free and outcome.kind is OutcomeKind.FAILURE:
+        if (
+            admission is not None
+            and admission.free
+            and outcome.kind is OutcomeKind.FAILURE
+            and not self._owner_confirmed(session_id)
+        ):
+            # Only a session id that was not this buyer's counts against the address: a
+            # declined or canceled payment Amazon confirmed as theirs is no abuse, and counting
+            # it would lock out every buyer behind the same address (a NAT) after ten.
             self.limiter.strike(client, now=self.clock())
         return outcome
+
+    def _owner_confirmed(self, session_id: str) -> bool:
+        claim = self.store.ledger.get(session_id)
+        return claim is not None and claim.owner_confirmed
 
     def _admit(
         self, pending: PendingCheckout, session_id: str, client: str | None, buyer: str | None

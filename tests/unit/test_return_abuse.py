@@ -424,3 +424,25 @@ def test_reconcile_purges_unused_pending_checkouts_after_24_hours(
     assert [store.checkouts.get(p.reference) for p in views] == [None] * 5
     assert store.checkouts.get(used.reference) is not None  # its claim keeps it
     assert store.checkouts.get(recent.reference) is not None
+
+
+def test_buyers_behind_one_address_whose_payments_were_declined_are_never_locked_out(
+    handler: ReturnHandler, store: Store, clock: Clock, amazon: responses.RequestsMock
+) -> None:
+    # Amazon confirms each session is its buyer's own: a declined payment is no strike, so
+    # more such buyers than every allowance together (a busy NAT) all still reach Amazon.
+    limits = handler.limiter.limits
+    buyers = 2 * (limits.owner_strikes.limit + limits.stranger.limit)
+    for i in range(buyers):
+        pending = stranger_pending(store, clock, i)
+        session_id = junk()
+        amazon.get(
+            get_url(session_id),
+            json=session_json(session_id, pending, state="Canceled", reason_code="Declined"),
+        )
+        outcome = handler.handle_return(
+            [session_id], [pending.reference], client=ATTACKER, buyer=owner_of(pending)
+        )
+        assert (outcome.kind, outcome.reason) == (OutcomeKind.FAILURE, "Declined"), i
+
+    assert len(get_calls(amazon)) == buyers
