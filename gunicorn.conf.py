@@ -3,8 +3,9 @@
 Command-line flags still win. Why these values:
 - timeout: a sync worker is killed after `timeout` seconds on one request. The return URL may wait
   for Amazon twice (Get + Complete, each with bounded retries: about 17 s at worst) plus up to
-  15 s for a concurrent request's claim, so 30 s (gunicorn's default) could kill a worker while
-  money is moving. The claim's 90 s lease stays longer than this.
+  2 s for a concurrent request's young claim, so 30 s (gunicorn's default) could kill a worker
+  while money is moving. The claim's 20 s lease is renewed by its holder while it works
+  (storefront/db/leases.py), so a slow winner is never overtaken.
 - control_socket_disable: gunicorn 27 otherwise shares one control socket per user
   (~/.gunicorn/gunicorn.ctl) between every instance on the machine.
 - logger_class: the access log (`--access-logfile`) would record every return URL with its
