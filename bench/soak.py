@@ -38,10 +38,19 @@ from bench.soak_report import (  # noqa: E402
     plot_latency,
     write_summary,
 )
-from bench.soak_sim import LogCollector, SimulatorControl, read_sessions  # noqa: E402
+from bench.soak_sim import (  # noqa: E402
+    LogCollector,
+    SimulatorControl,
+    read_objects,
+    read_sessions,
+)
+from bench.soak_staff import StaffLog, run_staff  # noqa: E402
 
 # Pending authorizations (cards 0701 and 4354) settle 30 s later on the simulator's clock.
 CLOCK_ADVANCE_SECONDS = 31
+# A refund settles 5 s after it was made on the simulator's clock: a pass that still finds one
+# pending (made by a replay during reconciliation) moves the clock this much on.
+REFUND_SETTLE_SECONDS = 6
 RESTART_AFTER_SECONDS = 2.0
 KILL_WAIT_SECONDS = 10.0  # the kill waits this long at most for a return in flight to cut off
 # A killed worker's claim is taken over only when its lease (90 s in the shop's settings) runs
@@ -87,8 +96,9 @@ def routes_present(deployment: SoakDeployment) -> dict[str, bool]:
     }
 
 
-def reconcile(deployment: SoakDeployment) -> list[str]:
-    """`flask --app app reconcile` until the ledger has nothing undecided (bounded)."""
+def reconcile(deployment: SoakDeployment, control: SimulatorControl) -> list[str]:
+    """`flask --app app reconcile` until the ledger has nothing undecided and no refund is
+    pending (bounded)."""
     outputs: list[str] = []
     deadline = time.monotonic() + RECONCILE_SECONDS
     while time.monotonic() < deadline:
@@ -98,9 +108,16 @@ def reconcile(deployment: SoakDeployment) -> list[str]:
         if result.returncode != 0:
             outputs.append(result.stderr.strip()[-2000:])
             break
-        undecided = read_tables(deployment.database_url).undecided()
-        if not undecided:
+        tables = read_tables(deployment.database_url)
+        undecided = tables.undecided()
+        pending_refunds = tables.pending_refunds()
+        if not undecided and not pending_refunds:
             break
+        if pending_refunds:
+            control.advance_clock(REFUND_SETTLE_SECONDS)
+            outputs.append(
+                f"{len(pending_refunds)} refunds pending: clock +{REFUND_SETTLE_SECONDS} s"
+            )
         now = datetime.now(UTC)
         outputs.append(
             "still undecided: "
@@ -130,8 +147,7 @@ def run(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="soak-") as tmp, deployed(Path(tmp)) as deployment:
         routes = routes_present(deployment)
         facts["routes beyond the return"] = ", ".join(
-            f"{name} {'present (not driven yet)' if there else 'absent'}"
-            for name, there in routes.items()
+            f"{name} {'present' if there else 'absent'}" for name, there in routes.items()
         )
         control = SimulatorControl(deployment.simulator.base_url)
         collector = LogCollector(control)
@@ -157,6 +173,21 @@ def run(args: argparse.Namespace) -> int:
             threading.Thread(target=run_buyer, args=(b, deadline), name=f"buyer-{b.number}")
             for b in buyers
         ]
+        staff = Buyer(
+            args.buyers,
+            router=deployment.router,
+            simulator_url=deployment.simulator.base_url,
+            control=control,
+            recorder=recorder,
+            rng=random.Random(f"{args.seed}-staff"),
+            fault_rate=args.fault_rate,
+            stop_polling_at=deadline + args.poll_grace,
+            one_address=args.one_address,
+        )
+        staff_log = StaffLog()
+        threads.append(
+            threading.Thread(target=run_staff, args=(staff, deadline, staff_log), name="staff")
+        )
         for thread in threads:
             thread.start()
 
@@ -179,9 +210,15 @@ def run(args: argparse.Namespace) -> int:
         collector.stop()
         unplayed = control.pending_faults()
         control.drop_faults()
+        # The reset emptied the log; reconciliation's own calls (a replayed Create Refund may
+        # be the first to reach Amazon) are read from the fresh one.
+        settling = LogCollector(control)
+        settling.start()
         control.advance_clock(CLOCK_ADVANCE_SECONDS)
         started = time.monotonic()
-        passes = reconcile(deployment)
+        passes = reconcile(deployment, control)
+        settling.stop()
+        log = collector.entries + settling.entries
         reconcile_seconds = time.monotonic() - started
         (out / "reconcile.txt").write_text("\n".join(passes) + "\n")
         facts["buyers"] = f"{args.buyers} for {buying:.0f} s (seed {args.seed}), " + (
@@ -204,22 +241,32 @@ def run(args: argparse.Namespace) -> int:
             deployment.simulator.base_url, deployment.keys, sorted(button_sessions | ours)
         )
         tables = read_tables(deployment.database_url)
+        objects = read_objects(
+            deployment.simulator.base_url,
+            deployment.keys,
+            sorted({r["charge_id"] for r in tables.operations if r["charge_id"]}),
+            sorted({r["refund_id"] for r in tables.refunds if r["refund_id"]}),
+        )
         checks, counts = check_all(
             sessions=sessions,
+            objects=objects,
+            log=log,
+            staff=staff_log,
             button_sessions=button_sessions,
             tables=tables,
             recorder=recorder,
             kills=kills,
-            log_gaps=collector.gaps,
+            log_gaps=collector.gaps + settling.gaps,
         )
         table = build_table(
             recorder=recorder,
             sessions=sessions,
             tables=tables,
-            log=collector.entries,
+            log=log,
             checks=checks,
             counts=counts,
             facts=facts,
+            staff=staff_log,
         )
         plot_latency(recorder, t0, kills, victim.restarts, out / LATENCY_PLOT)
         plot_faults(recorder, out / FAULT_PLOT)

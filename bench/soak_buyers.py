@@ -1,12 +1,11 @@
-"""The soak's buyers: threads, each a person with their own cookies, doing wallet setups and
-one-time checkouts through the router, refreshing the return and double-clicking it.
+"""The soak's buyers: threads, each a person with their own cookies, doing wallet setups,
+one-time checkouts and saved-wallet payments through the router, refreshing and double-clicking.
 
 Every request to the shop is recorded (`ShopRequest`: for the no-5xx check) and every page the
 buyer ends up seeing after a return (`Visit`: for latency and the failure-message check).
 
 Extension point: a flow is a function in `FLOWS` (name -> flow) plus its weight in
-`flow_weights`; saved-wallet payments (`POST /checkout/saved`) and staff refunds (`/admin`) plug
-in there once the shop has them (bench/soak.py says which routes it found).
+`flow_weights`. Staff refunds are not a buyer's flow: bench/soak_staff.py drives them.
 """
 
 from __future__ import annotations
@@ -29,7 +28,7 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from bench.soak_deploy import Instance, Router
-from bench.soak_sim import FaultPlan, SimulatorControl, random_fault
+from bench.soak_sim import FaultPlan, SimulatorControl, charge_fault, random_fault
 from tests.support.buyer import HOSTED_CHOICES, page_outcome
 
 TIMEOUT = 30.0
@@ -41,6 +40,9 @@ _CONFIG = re.compile(
 )
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 _PRODUCT = re.compile(r'name="product_id" value="([^"]+)"')
+_SAVED_FORM = re.compile(r'<form method="post" action="/checkout/saved".*?</form>', re.S)
+_REF = re.compile(r'name="ref" value="([^"]+)"')
+_PERMISSION = re.compile(r'name="charge_permission_id" value="([^"]+)"')
 
 # What the buyer picks on Amazon's hosted page, per flow, with weights.
 ONE_TIME_CHOICES = {
@@ -52,6 +54,21 @@ ONE_TIME_CHOICES = {
     "canceled": 4,  # the Cancel button
 }
 WALLET_CHOICES = {"success": 80, "Declined": 10, "BuyerCanceled": 5, "canceled": 5}
+# What Amazon does with a saved-wallet charge, scripted per wallet (next-charges): a soft
+# decline is charged once more under the next key; two soft declines or a hard one fail.
+SAVED_CHOICES = {
+    "success": 70,
+    "soft-declined": 10,
+    "soft-declined-twice": 5,
+    "hard-declined": 5,
+    "pending": 10,  # AuthorizationInitiated, Authorized 30 s later on the simulator clock
+}
+SAVED_SCRIPTS: dict[str, tuple[str, int, bool]] = {  # outcome, count, pending
+    "soft-declined": ("SoftDeclined", 1, False),
+    "soft-declined-twice": ("SoftDeclined", 2, False),
+    "hard-declined": ("HardDeclined", 1, False),
+    "pending": ("Authorized", 1, True),
+}
 # How the buyer comes back: once, once and then a refresh, or a double click.
 RETURN_STYLES = {"once": 50, "refresh": 25, "double-click": 25}
 # Card choices that are the scenario themselves; faults are injected only on the others.
@@ -118,10 +135,11 @@ class Visit:
     flow: str
     scenario: str
     step: str  # return | refresh | double-click | poll
-    checkout_session_id: str
+    checkout_session_id: str  # the order reference, for a saved-wallet payment
     instance: str
     started: float
-    latency: float  # of GET /checkout/return alone (the redirect it answers is not counted)
+    # Of GET /checkout/return (or POST /checkout/saved) alone, not the redirect it answers.
+    latency: float
     outcome: str  # success | pending | failure | other:... | no-response
 
 
@@ -136,6 +154,7 @@ class Journey:
     style: str
     checkout_session_id: str | None = None
     reference: str | None = None
+    charge_permission_id: str | None = None  # the saved wallet paid with
     outcomes: list[str] = field(default_factory=list)
     error: str | None = None
 
@@ -192,6 +211,7 @@ class Buyer:
         self.stop_polling_at = stop_polling_at
         self.one_address = one_address
         self.http = person(one_address)
+        self.has_wallet = False  # this person saved a wallet (the saved-wallet flow needs one)
 
     # -- the shop, through the router ------------------------------------------------------
 
@@ -384,6 +404,132 @@ class Buyer:
 
     # -- flows -----------------------------------------------------------------------------
 
+    def pay_saved(self) -> Journey | None:
+        """Pay a cart with a saved wallet (the "Pay with" form on /checkout): once, once and a
+        reload of the page it led to, or a double click; None when /checkout offers no form."""
+        choice = _weighted(self.rng, SAVED_CHOICES)
+        style = _weighted(self.rng, RETURN_STYLES)
+        fault: FaultPlan | None = None
+        if choice in SAVED_SCRIPTS:
+            scenario = f"saved-{choice}"
+        elif self.rng.random() < self.fault_rate:
+            fault = charge_fault(self.rng, "CreateCharge")
+            scenario = f"charge-{fault.label}"
+        else:
+            scenario = "none"
+        journey = Journey(self.number, "saved_wallet", choice, scenario, style)
+        try:
+            self.add_to_cart()
+            page = self.page("/checkout")
+            form = _SAVED_FORM.search(page.text)
+            if form is None:
+                return None
+            csrf, ref, permission = (
+                _CSRF.search(form.group(0)),
+                _REF.search(form.group(0)),
+                _PERMISSION.search(form.group(0)),
+            )
+            if csrf is None or ref is None or permission is None:
+                raise JourneyError("the Pay with form lacks csrf_token, ref or charge permission")
+            journey.reference = html.unescape(ref.group(1))
+            journey.charge_permission_id = html.unescape(permission.group(1))
+            if choice in SAVED_SCRIPTS:
+                outcome, count, pending = SAVED_SCRIPTS[choice]
+                self.control.script_charges(
+                    journey.charge_permission_id, outcome, count=count, pending=pending
+                )
+            if fault is not None:
+                # Create Charge has no session in its path: this fault hits the next Create
+                # Charge of anyone; the table counts faults by whose call they hit.
+                self.control.add_fault(fault, None)
+            form_data = {
+                "csrf_token": html.unescape(csrf.group(1)),
+                "ref": journey.reference,
+                "charge_permission_id": journey.charge_permission_id,
+            }
+            if style == "double-click":
+                with ThreadPoolExecutor(max_workers=2) as pool:
+                    clicks = [
+                        pool.submit(self.submit_saved, journey, form_data, "double-click")
+                        for _ in range(2)
+                    ]
+                    outcomes = [click.result() for click in clicks]
+                outcome_seen = "pending" if "pending" in outcomes else outcomes[-1]
+            else:
+                outcome_seen = self.submit_saved(journey, form_data, "pay")
+                if style == "refresh" and outcome_seen == "success":
+                    outcome_seen = self.visit_result(journey, "refresh")
+            polls = 0
+            while outcome_seen in ("pending", "no-response") and polls < MAX_POLLS:
+                if time.monotonic() > self.stop_polling_at:
+                    break
+                time.sleep(POLL_SECONDS)
+                outcome_seen = self.visit_result(journey, "poll")
+                polls += 1
+        except (JourneyError, requests.RequestException) as exc:
+            journey.error = f"{type(exc).__name__}: {exc}"
+        return journey
+
+    def submit_saved(self, journey: Journey, form: dict[str, str], step: str) -> str:
+        """POST /checkout/saved and what the buyer sees after it."""
+        started = time.monotonic()
+        instance, response = self.shop("POST", "/checkout/saved", data=form)
+        latency = time.monotonic() - started
+        if response is None:
+            outcome = "no-response"
+        else:
+            latency = response.elapsed.total_seconds()
+            outcome = self._landing(response)
+        self._saw(
+            journey, step=step, instance=instance, started=started, latency=latency, outcome=outcome
+        )
+        return outcome
+
+    def visit_result(self, journey: Journey, step: str) -> str:
+        """Reload the result page (a pending one settles there)."""
+        started = time.monotonic()
+        instance, response = self.shop("GET", f"/checkout/result/{journey.reference}")
+        latency = time.monotonic() - started
+        outcome = "no-response" if response is None else self._landing(response)
+        self._saw(
+            journey, step=step, instance=instance, started=started, latency=latency, outcome=outcome
+        )
+        return outcome
+
+    def _landing(self, response: requests.Response) -> str:
+        if response.status_code in (302, 303):
+            back_to = _local(response.headers["Location"])
+            outcome = page_outcome(self.page(back_to))
+            if outcome.startswith("other:") and back_to == "/checkout":
+                outcome = "failure"  # the notice may have gone to the other click
+            return outcome
+        return page_outcome(response)
+
+    def _saw(
+        self,
+        journey: Journey,
+        *,
+        step: str,
+        instance: Instance,
+        started: float,
+        latency: float,
+        outcome: str,
+    ) -> None:
+        self.recorder.visit(
+            Visit(
+                self.number,
+                journey.flow,
+                journey.scenario,
+                step,
+                journey.reference or "",
+                instance.name,
+                started,
+                latency,
+                outcome,
+            )
+        )
+        journey.outcomes.append(outcome)
+
     def journey(self, flow: str, weights: dict[str, int]) -> Journey:
         choice = _weighted(self.rng, weights)
         style = _weighted(self.rng, RETURN_STYLES)
@@ -419,17 +565,32 @@ def one_time(buyer: Buyer) -> Journey:
 
 
 def wallet_setup(buyer: Buyer) -> Journey:
-    return buyer.journey("wallet_setup", WALLET_CHOICES)
+    journey = buyer.journey("wallet_setup", WALLET_CHOICES)
+    if journey.last_seen == "success":
+        buyer.has_wallet = True
+    return journey
+
+
+def saved_wallet(buyer: Buyer) -> Journey:
+    """Pay with the saved wallet; a person without one (or whose wallet /checkout no longer
+    offers, after a hard decline) saves one first."""
+    if buyer.has_wallet:
+        journey = buyer.pay_saved()
+        if journey is not None:
+            return journey
+        buyer.has_wallet = False
+    return wallet_setup(buyer)
 
 
 FLOWS: dict[str, Callable[[Buyer], Journey]] = {
     "one_time": one_time,
     "wallet_setup": wallet_setup,
+    "saved_wallet": saved_wallet,
 }
 
 
 def flow_weights() -> dict[str, int]:
-    return {"one_time": 70, "wallet_setup": 30}
+    return {"one_time": 45, "wallet_setup": 15, "saved_wallet": 40}
 
 
 def run_buyer(buyer: Buyer, deadline: float) -> None:
@@ -441,6 +602,7 @@ def run_buyer(buyer: Buyer, deadline: float) -> None:
         if buyer.rng.random() < 0.2:
             buyer.http.close()
             buyer.http = person(buyer.one_address)  # a new person arrives on this thread
+            buyer.has_wallet = False
 
 
 def _weighted(rng: random.Random, weights: dict[str, int]) -> str:
@@ -457,7 +619,11 @@ def _local(url: str) -> str:
 def _route(path: str) -> str:
     """The path without ids, for tables: /checkout/result/<ref> -> /checkout/result/*."""
     bare = path.split("?", 1)[0]
-    return "/checkout/result/*" if bare.startswith("/checkout/result/") else bare
+    if bare.startswith("/checkout/result/"):
+        return "/checkout/result/*"
+    if bare.startswith("/admin/orders/"):
+        return "/admin/orders/*" + ("/refund" if bare.endswith("/refund") else "")
+    return bare
 
 
 def _status(response: requests.Response | None) -> str:

@@ -1,5 +1,6 @@
 """The soak's verdict, from both sides: what the simulator applied against what the shop's
-PostgreSQL tables hold, what buyers were shown, and what the shop answered."""
+PostgreSQL tables hold, what buyers were shown, and what the shop answered. Saved-wallet
+charges and staff refunds are judged in bench/soak_money.py."""
 
 from __future__ import annotations
 
@@ -12,10 +13,13 @@ import psycopg
 from psycopg.rows import dict_row
 
 from bench.soak_buyers import Journey, Recorder
-from bench.soak_sim import AmazonSession
+from bench.soak_sim import AmazonObject, AmazonSession
+from bench.soak_staff import StaffLog
 
 UNDECIDED_CLAIMS = ("claimed", "pending")
 COMPLETE_KIND = "complete_checkout_session"
+CHARGE_KIND = "create_charge"
+REFUND_KIND = "create_refund"
 # A request in flight at the SIGKILL may end this long after it with no response (the kernel
 # resets the connection at once; this is only scheduling slack on a loaded 2-core machine).
 KILL_SLACK = 1.0
@@ -34,6 +38,9 @@ class ShopTables:
     def undecided(self) -> list[dict[str, Any]]:
         return [row for row in self.operations if row["status"] in UNDECIDED_CLAIMS]
 
+    def pending_refunds(self) -> list[dict[str, Any]]:
+        return [row for row in self.refunds if row["state"] == "pending"]
+
 
 def read_tables(database_url: str) -> ShopTables:
     with psycopg.connect(database_url, row_factory=dict_row) as conn:
@@ -44,20 +51,24 @@ def read_tables(database_url: str) -> ShopTables:
         return ShopTables(
             operations=rows(
                 "SELECT operation_key, kind, reference, status, reason, charge_permission_id,"
-                " charge_id, attempts, lease_expires_at FROM operations"
+                " charge_id, result_id, idempotency_key, attempts, lease_expires_at"
+                " FROM operations"
             ),
             pending_checkouts=rows(
                 "SELECT reference, kind, state, checkout_session_id, amount FROM pending_checkouts"
             ),
             orders=rows(
                 "SELECT reference, status, amount, checkout_session_id, charge_permission_id,"
-                " charge_id, source FROM orders"
+                " charge_id, source, captured_amount, refunded_amount, refund_reserved_amount"
+                " FROM orders"
             ),
             wallets=rows(
                 "SELECT checkout_session_id, charge_permission_id, reference, state"
                 " FROM saved_payment_methods"
             ),
-            refunds=rows("SELECT request_id, refund_id, state, amount FROM refunds"),
+            refunds=rows(
+                "SELECT request_id, order_reference, refund_id, state, amount, reason FROM refunds"
+            ),
         )
 
 
@@ -81,6 +92,9 @@ class Kill:
 def check_all(
     *,
     sessions: dict[str, AmazonSession],
+    objects: dict[str, AmazonObject],
+    log: list[dict[str, Any]],
+    staff: StaffLog,
     button_sessions: set[str],
     tables: ShopTables,
     recorder: Recorder,
@@ -88,6 +102,8 @@ def check_all(
     log_gaps: int,
 ) -> tuple[list[Check], dict[str, int]]:
     """Every check of the brief; returns them and the matched counts for the table."""
+    from bench.soak_money import money_checks, money_counts  # it builds on this module
+
     checks = [
         _simulator_to_shop(sessions, tables),
         _shop_to_simulator(sessions, tables),
@@ -98,6 +114,7 @@ def check_all(
         _journeys_reached_amazon(recorder.journeys),
         _same_sessions(sessions, button_sessions, recorder.journeys, log_gaps),
         _once_per_checkout(sessions, recorder.journeys),
+        *money_checks(objects=objects, log=log, tables=tables, recorder=recorder, staff=staff),
     ]
     moved = [s for s in sessions.values() if s.money_moved]
     counts = {
@@ -121,6 +138,7 @@ def check_all(
         "matched both ways": sum(
             1 for s in moved if not _mismatch_of(s, tables, index=_index(tables))
         ),
+        **money_counts(objects=objects, log=log, tables=tables),
     }
     return checks, counts
 
@@ -190,6 +208,8 @@ def _simulator_to_shop(sessions: dict[str, AmazonSession], tables: ShopTables) -
 def _shop_to_simulator(sessions: dict[str, AmazonSession], tables: ShopTables) -> Check:
     check = Check("every shop record maps to exactly one thing the simulator applied")
     for row in tables.orders:
+        if row["source"] != "checkout":
+            continue  # a saved-wallet charge: bench/soak_money.py matches it
         session = sessions.get(row["checkout_session_id"] or "")
         if session is None or not session.money_moved or session.charge_id != row["charge_id"]:
             check.problems.append(f"order {row['reference']}: no matching charge at the simulator")
@@ -198,6 +218,8 @@ def _shop_to_simulator(sessions: dict[str, AmazonSession], tables: ShopTables) -
         if session is None or session.charge_permission_id != row["charge_permission_id"]:
             check.problems.append(f"wallet {row['charge_permission_id']}: not saved at Amazon")
     for row in tables.operations:
+        if row["kind"] in (CHARGE_KIND, REFUND_KIND):
+            continue  # bench/soak_money.py matches them
         if row["kind"] != COMPLETE_KIND:
             check.problems.append(
                 f"operation {row['operation_key']} of kind {row['kind']}: the soak drives no "
@@ -209,11 +231,17 @@ def _shop_to_simulator(sessions: dict[str, AmazonSession], tables: ShopTables) -
             check.problems.append(f"operation {row['operation_key']}: unknown to the simulator")
         elif row["status"] == "completed" and not session.money_moved:
             check.problems.append(f"operation {row['operation_key']}: completed, nothing moved")
-    for row in tables.refunds:
-        check.problems.append(f"refund {row['request_id']}: the soak asked for no refund")
+    # A pending checkout paid with a saved wallet is bound to its charge:<ref>:<n> operation.
+    charged = {
+        (r["operation_key"], r["reference"])
+        for r in tables.operations
+        if r["kind"] == CHARGE_KIND and r["status"] == "completed"
+    }
     for row in tables.pending_checkouts:
         if row["state"] == "completed":
             sid = row["checkout_session_id"]
+            if (sid, row["reference"]) in charged:
+                continue  # bench/soak_money.py matches the charge
             session = sessions.get(sid or "")
             if session is None or not session.money_moved:
                 check.problems.append(
@@ -234,6 +262,8 @@ def _nothing_undecided(tables: ShopTables) -> Check:
     for row in tables.orders:
         if row["status"] in ("auth_pending", "capture_pending"):
             check.problems.append(f"order {row['reference']} still {row['status']}")
+    for row in tables.pending_refunds():
+        check.problems.append(f"refund {row['request_id']} still pending")
     return check
 
 

@@ -29,6 +29,7 @@ from tests.support.servers import (
     start_simulator,
 )
 
+ADMIN_PASSWORD = "soak-staff-password"  # noqa: S105 - the soak's own throw-away console
 WORKERS = 2
 THREADS = 4
 CLI_TIMEOUT = 120.0
@@ -133,6 +134,8 @@ class SoakDeployment:
             keys=self.keys,
             simulator_url=self.simulator.base_url,
             database_url=self.database_url,
+            # The merchant console is on: the soak's staff refund from it.
+            extra={"ADMIN_PASSWORD": ADMIN_PASSWORD},
             # The claim lease decides how long a killed worker's claim blocks its checkout;
             # the shop's default (20 s) is kept: the soak measures the product as shipped.
         )

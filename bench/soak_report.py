@@ -17,6 +17,7 @@ import matplotlib.pyplot as plt
 from bench.soak_buyers import Recorder
 from bench.soak_check import Check, Kill, ShopTables
 from bench.soak_sim import AmazonSession, fault_label
+from bench.soak_staff import StaffLog
 
 OUTCOME_COLOURS = {
     "success": "tab:green",
@@ -55,8 +56,15 @@ def build_table(
     checks: list[Check],
     counts: dict[str, int],
     facts: dict[str, str],
+    staff: StaffLog | None = None,
 ) -> str:
     ledger = {row["operation_key"]: row["status"] for row in tables.operations}
+    # A saved-wallet payment is judged by its order reference: the latest charge:<ref>:<n>.
+    charged: dict[str, str] = {}
+    for row in sorted(tables.operations, key=lambda r: str(r["operation_key"])):
+        if row["kind"] == "create_charge":
+            charged[str(row["reference"])] = str(row["status"])
+    paid = {str(r["reference"]) for r in tables.orders if r["status"] == "paid"}
     applied: dict[str, Counter[str]] = defaultdict(Counter)
     for entry in log:
         label = fault_label(entry)
@@ -83,6 +91,9 @@ def build_table(
             sids = [j.checkout_session_id for j in group if j.checkout_session_id]
             moved = sum(1 for s in sids if s in sessions and sessions[s].money_moved)
             status = Counter(ledger.get(s, "none") for s in sids)
+            refs = [j.reference for j in group if j.flow == "saved_wallet" and j.reference]
+            moved += sum(1 for r in refs if r in paid)
+            status.update(charged.get(r, "none") for r in refs)
             extra = ""
             if key == "scenario" and name not in ("none",):
                 hits = sum(applied[s][name] for s in sids)
@@ -93,7 +104,7 @@ def build_table(
                 f"{status['completed']:9} {status['failed']:11} {status['none']:4}{extra}"
             )
 
-    rows("flow", "flow", ["one_time", "wallet_setup"])
+    rows("flow", "flow", ["one_time", "wallet_setup", "saved_wallet"])
     rows(
         "fault kind",
         "scenario",
@@ -109,8 +120,17 @@ def build_table(
             "declined-3434",
             "buyer-canceled-3064",
             "canceled",
+            "charge-5xx",
+            "charge-429",
+            "charge-dropped-after-apply",
+            "saved-soft-declined",
+            "saved-soft-declined-twice",
+            "saved-hard-declined",
+            "saved-pending",
         ],
     )
+    if staff is not None:
+        _staff_rows(lines, staff, tables)
 
     lines.extend(["", f"{'Latency (client side)':40} {'n':>6} {'p50':>10} {'p99':>10}"])
     by_flow: dict[str, list[float]] = defaultdict(list)
@@ -120,9 +140,12 @@ def build_table(
             by_flow[visit.flow].append(visit.latency)
             by_step[visit.step].append(visit.latency)
     for name, values in sorted(by_flow.items()):
-        lines.append(f"{'GET /checkout/return, ' + name:40} {len(values):6} {_ms(values)}")
+        lines.append(f"{_visited(name) + ', ' + name:40} {len(values):6} {_ms(values)}")
     for name, values in sorted(by_step.items()):
-        lines.append(f"{'GET /checkout/return, ' + name:40} {len(values):6} {_ms(values)}")
+        lines.append(f"{'return or pay, ' + name:40} {len(values):6} {_ms(values)}")
+    for route in ("/admin/orders/*/refund",):
+        posts = [r.latency for r in recorder.requests if r.path == route and r.status]
+        lines.append(f"{'POST ' + route:40} {len(posts):6} {_ms(posts)}")
     every = [r.latency for r in recorder.requests if r.status is not None]
     lines.append(f"{'every shop request':40} {len(every):6} {_ms(every)}")
     statuses = Counter(str(r.status or r.error) for r in recorder.requests)
@@ -139,6 +162,33 @@ def build_table(
         if len(check.problems) > 10:
             lines.append(f"             ... and {len(check.problems) - 10} more")
     return "\n".join(lines)
+
+
+def _visited(flow: str) -> str:
+    return "POST /checkout/saved" if flow == "saved_wallet" else "GET /checkout/return"
+
+
+def _staff_rows(lines: list[str], staff: StaffLog, tables: ShopTables) -> None:
+    """Staff refunds per submit style and per fault, with how the refunds settled."""
+    states = {str(r["request_id"]): str(r["state"]) for r in tables.refunds}
+    lines.extend(["", "Staff refunds (per style and fault; each submit's refund row)"])
+    lines.append(
+        f"{'':28} {'actions':>7} {'submits':>7} {'refunded':>8} {'declined':>8} "
+        f"{'no row':>6} {'error':>5}"
+    )
+    groups: dict[str, list[Any]] = defaultdict(list)
+    for action in staff.actions:
+        groups[f"style {action.style}"].append(action)
+        groups[f"fault {action.scenario}"].append(action)
+    for name in sorted(groups):
+        group = groups[name]
+        ids = [request_id for a in group for request_id in {r for r, _ in a.submits}]
+        seen = Counter(states.get(r, "no row") for r in ids)
+        lines.append(
+            f"{name:28} {len(group):7} {sum(len(a.submits) for a in group):7} "
+            f"{seen['refunded']:8} {seen['declined']:8} {seen['no row']:6} "
+            f"{sum(1 for a in group if a.error):5}"
+        )
 
 
 def plot_latency(

@@ -65,6 +65,30 @@ def random_fault(rng: random.Random, *, one_time: bool) -> FaultPlan:
     return FaultPlan(label, body)
 
 
+def charge_fault(rng: random.Random, operation: str) -> FaultPlan:
+    """A fault on the next Create Charge or Create Refund: a few 5xx or 429 (not applied), or
+    one applied and its answer dropped."""
+    label = rng.choice(["5xx", "429", "dropped-after-apply"])
+    if label == "5xx":
+        body: dict[str, Any] = {
+            "operation": operation,
+            "kind": "status",
+            "status": rng.choice([500, 502, 503, 504]),
+            "count": rng.randint(1, 3),
+        }
+    elif label == "429":
+        body = {
+            "operation": operation,
+            "kind": "status",
+            "status": 429,
+            "retry_after": 1,
+            "count": rng.randint(1, 3),
+        }
+    else:
+        body = {"operation": operation, "kind": "drop", "count": 1}
+    return FaultPlan(label, body)
+
+
 def fault_label(entry: dict[str, Any]) -> str | None:
     """The soak's name for the fault a request-log entry says was applied (None: no fault)."""
     fault = entry.get("fault")
@@ -86,11 +110,36 @@ class SimulatorControl:
         self.base_url = base_url.rstrip("/")
         self.http = requests.Session()
 
-    def add_fault(self, plan: FaultPlan, checkout_session_id: str) -> None:
+    def add_fault(self, plan: FaultPlan, checkout_session_id: str | None) -> None:
+        """Script `plan`; for Create Charge and Create Refund (no session in their path) it
+        hits the next such call of anyone: the log says whose (`idempotency_key`)."""
         body = {**plan.body, "checkout_session_id": checkout_session_id}
         response = self.http.post(f"{self.base_url}/_simulator/faults", json=body, timeout=TIMEOUT)
         if response.status_code != 201:
             raise RuntimeError(f"simulator refused fault {body}: {response.text}")
+
+    def script_charges(
+        self, charge_permission_id: str, outcome: str, *, count: int = 1, pending: bool = False
+    ) -> None:
+        """The next `count` Create Charge outcomes of this saved wallet (a decline, or a slow
+        authorization with `pending`)."""
+        response = self.http.post(
+            f"{self.base_url}/_simulator/charge-permissions/{charge_permission_id}/next-charges",
+            json={"outcome": outcome, "count": count, "pending": pending},
+            timeout=TIMEOUT,
+        )
+        if response.status_code not in (200, 201):
+            raise RuntimeError(f"simulator refused next-charges: {response.text}")
+
+    def script_refunds(self, charge_id: str, outcome: str, *, count: int = 1) -> None:
+        """How the next `count` refunds of this charge settle (Declined: AmazonRejected)."""
+        response = self.http.post(
+            f"{self.base_url}/_simulator/charges/{charge_id}/next-refunds",
+            json={"outcome": outcome, "reason_code": "AmazonRejected", "count": count},
+            timeout=TIMEOUT,
+        )
+        if response.status_code not in (200, 201):
+            raise RuntimeError(f"simulator refused next-refunds: {response.text}")
 
     def pending_faults(self) -> list[dict[str, Any]]:
         response = self.http.get(f"{self.base_url}/_simulator/faults", timeout=TIMEOUT)
@@ -205,5 +254,48 @@ def read_sessions(
             charge_id=charge_id,
             charge_state=charge_state,
             charge_amount=Decimal(str(amount)) if amount is not None else None,
+        )
+    return found
+
+
+@dataclass(frozen=True)
+class AmazonObject:
+    """A Charge or a Refund as the simulator holds it (Get Charge / Get Refund)."""
+
+    object_id: str
+    state: str
+    amount: Decimal
+    parent_id: str  # a charge's charge permission, a refund's charge
+    refunded: Decimal  # a charge's refundedAmount (0 for a refund)
+
+
+def read_objects(
+    simulator_url: str, keys: KeyPair, charge_ids: list[str], refund_ids: list[str]
+) -> dict[str, AmazonObject]:
+    """Get Charge and Get Refund for each id, signed with the merchant's key."""
+    client = AmazonPayClient(
+        public_key_id=keys.key_id,
+        private_key=keys.private_key_path.read_bytes(),
+        endpoint=simulator_url,
+    )
+    found: dict[str, AmazonObject] = {}
+    for charge_id in charge_ids:
+        raw = client.get_charge(charge_id).raw
+        refunded = (raw.get("refundedAmount") or {}).get("amount") or "0"
+        found[charge_id] = AmazonObject(
+            charge_id,
+            raw["statusDetails"]["state"],
+            Decimal(str(raw["chargeAmount"]["amount"])),
+            str(raw.get("chargePermissionId")),
+            Decimal(str(refunded)),
+        )
+    for refund_id in refund_ids:
+        raw = client.get_refund(refund_id).raw
+        found[refund_id] = AmazonObject(
+            refund_id,
+            raw["statusDetails"]["state"],
+            Decimal(str(raw["refundAmount"]["amount"])),
+            str(raw.get("chargeId")),
+            Decimal("0"),
         )
     return found

@@ -1,5 +1,6 @@
 """The fault soak in its short form (bench/soak.py): two gunicorn instances on one PostgreSQL,
-the simulator failing at random, one instance SIGKILLed; every check must pass, the plots exist."""
+the simulator failing at random, one instance SIGKILLed, saved-wallet payments and staff refunds
+among the rest; every check must pass, the plots exist."""
 
 from __future__ import annotations
 
@@ -44,6 +45,9 @@ def test_short_soak_accounts_for_every_cent() -> None:
     assert (
         summary["counts"]["matched both ways"] == summary["counts"]["sessions that moved money"]
     ), report
+    # The money-moving calls beyond the return were driven, not only checked.
+    assert summary["counts"]["saved-wallet Create Charge applied at the simulator"] > 0, report
+    assert summary["counts"]["Create Refund applied at the simulator"] > 0, report
     for plot in summary["plots"]:
         image = (OUT / plot).read_bytes()
         assert image.startswith(b"\x89PNG\r\n\x1a\n"), plot
