@@ -67,7 +67,7 @@ from storefront.checkout import (
     Reconciled,
     ReconcileReport,
 )
-from storefront.db import Claim, Store
+from storefront.db import Claim, SavedPaymentMethod, Store
 from storefront.operations import Intent, Operations, Turn, TurnKind
 from storefront.states import (
     CheckoutKind,
@@ -165,6 +165,16 @@ def _attempt_of(claim: Claim) -> int:
     return int(match["n"]) if match else 0
 
 
+def _newest(claims: Iterable[Claim]) -> Claim | None:
+    """The latest saved-wallet charge attempt among an order's operations."""
+    charges = [
+        claim
+        for claim in claims
+        if claim.kind == OperationKind.CREATE_CHARGE and _attempt_of(claim)
+    ]
+    return max(charges, key=_attempt_of, default=None)
+
+
 def _single(values: Sequence[str], pattern: re.Pattern[str]) -> str | None:
     if len(values) != 1:
         return None
@@ -255,15 +265,17 @@ class SavedWalletCharges:
         permission_id = _single(charge_permission_ids, CHARGE_PERMISSION_PATTERN)
         if reference is None or permission_id is None:
             return self._refused(None, Failure.MALFORMED)
-        pending = self.store.checkouts.get(reference)
-        if pending is None or not secrets.compare_digest(pending.buyer_id, buyer_id):
-            return self._refused(None, Failure.FOREIGN_REFERENCE)
-        wallet = self.store.wallets.get(permission_id)
-        if wallet is None or not secrets.compare_digest(wallet.buyer_id, buyer_id):
-            return self._refused(reference, Failure.FOREIGN_WALLET)
-        if pending.kind != CheckoutKind.ONE_TIME or pending.amount is None:
-            return self._refused(reference, Failure.NOT_PAYABLE)
-        latest = self._latest(reference)
+        # One connection for the three reads the form needs.
+        with self.store.engine.connect() as conn:
+            pending = self.store.checkouts.read(conn, reference)
+            if pending is None or not secrets.compare_digest(pending.buyer_id, buyer_id):
+                return self._refused(None, Failure.FOREIGN_REFERENCE)
+            wallet = self.store.wallets.read(conn, permission_id)
+            if wallet is None or not secrets.compare_digest(wallet.buyer_id, buyer_id):
+                return self._refused(reference, Failure.FOREIGN_WALLET)
+            if pending.kind != CheckoutKind.ONE_TIME or pending.amount is None:
+                return self._refused(reference, Failure.NOT_PAYABLE)
+            latest = _newest(self.store.ledger.read_for_reference(conn, reference))
         if latest is None or latest.status == ClaimState.FAILED:
             # A new attempt: never for a cart paid already, or one offered too long ago.
             if pending.state == PendingState.COMPLETED:
@@ -280,26 +292,33 @@ class SavedWalletCharges:
             items=pending.items,
             capture_now=self.capture_now,
         )
-        return self.charge(order)
+        return self._charge(order, latest, wallet)
 
     # -- the use case -------------------------------------------------------------------------
 
     def charge(self, order: ChargeOrder) -> ChargeOutcome:
         """Charge `order` once: resume its undecided or decided attempt, or make a new one."""
-        latest = self._latest(order.reference)
+        return self._charge(order, self._latest(order.reference), None)
+
+    def _charge(
+        self, order: ChargeOrder, latest: Claim | None, known: SavedPaymentMethod | None
+    ) -> ChargeOutcome:
+        """`charge`, given the order's latest attempt and its wallet when just read."""
         if latest is not None and latest.status != ClaimState.FAILED:
             # Charged, or on its way: answer from (or finish) that attempt, whatever the form says.
             stored = Turn(TurnKind.DECIDED, latest).stored_request()
             return self._attempt(
                 _order_from(order.reference, stored), _attempt_of(latest), retry=True
             )
-        wallet = self.store.wallets.get(order.charge_permission_id)
+        wallet = known
+        if wallet is None or wallet.charge_permission_id != order.charge_permission_id:
+            wallet = self.store.wallets.get(order.charge_permission_id)
         if wallet is None:
             return self._refused(order.reference, Failure.FOREIGN_WALLET)
         if wallet.state == WalletState.CLOSED:
             return self._refused(order.reference, Failure.CLOSED, order.charge_permission_id)
         attempt = _attempt_of(latest) + 1 if latest is not None else 1
-        return self._attempt(order, attempt, retry=True)
+        return self._attempt(order, attempt, retry=True, known=wallet)
 
     def settle(self, reference: str) -> ChargeOutcome | None:
         """The outcome of this order's saved-wallet charge, settling it if it is undecided.
@@ -343,7 +362,15 @@ class SavedWalletCharges:
 
     # -- one attempt --------------------------------------------------------------------------
 
-    def _attempt(self, order: ChargeOrder, attempt: int, *, retry: bool) -> ChargeOutcome:
+    def _attempt(
+        self,
+        order: ChargeOrder,
+        attempt: int,
+        *,
+        retry: bool,
+        known: SavedPaymentMethod | None = None,
+    ) -> ChargeOutcome:
+        """One attempt under its own key; `known`: the wallet as this request just read it."""
         intent = charge_intent(order, attempt)
         again = False
         with self.operations.turn(intent) as turn:
@@ -351,7 +378,7 @@ class SavedWalletCharges:
                 assert turn.claim is not None
                 # On a takeover the stored request wins over this caller's.
                 held = _order_from(order.reference, turn.stored_request() or _request(order))
-                outcome, again = self._held(held, turn.claim)
+                outcome, again = self._held(held, turn.claim, known)
             elif turn.kind is TurnKind.DECIDED:
                 assert turn.claim is not None
                 return self._from_claim(turn.claim)
@@ -372,16 +399,20 @@ class SavedWalletCharges:
         if wallet is None or wallet.state != WalletState.CHARGEABLE:
             return outcome
         logger.info("saved-wallet charge retried after %s ref=%s", outcome.reason, order.reference)
-        return self._attempt(order, attempt + 1, retry=False)
+        return self._attempt(order, attempt + 1, retry=False, known=wallet)
 
-    def _held(self, order: ChargeOrder, claim: Claim) -> tuple[ChargeOutcome, bool]:
+    def _held(
+        self, order: ChargeOrder, claim: Claim, known: SavedPaymentMethod | None
+    ) -> tuple[ChargeOutcome, bool]:
         """Make (or replay) the call; record its outcome. -> (outcome, whether to retry)."""
         key = claim.operation_key
         if claim.status == ClaimState.PENDING and claim.charge_id:
             return self._check_charge(order, key, claim.charge_id), False
         if claim.status == ClaimState.CLAIMED and claim.attempts == 1:
             # Nothing was sent under this key yet: check a stale state first (section 6).
-            wallet = self.store.wallets.get(order.charge_permission_id)
+            wallet = known
+            if wallet is None or wallet.charge_permission_id != order.charge_permission_id:
+                wallet = self.store.wallets.get(order.charge_permission_id)
             if wallet is not None and not self.states.is_fresh(wallet):
                 wallet = self.states.refresh(order.charge_permission_id) or wallet
                 if wallet.state == WalletState.CLOSED:
@@ -554,12 +585,7 @@ class SavedWalletCharges:
     # -- answers ------------------------------------------------------------------------------
 
     def _latest(self, reference: str) -> Claim | None:
-        charges = [
-            claim
-            for claim in self.store.ledger.for_reference(reference)
-            if claim.kind == OperationKind.CREATE_CHARGE and _attempt_of(claim)
-        ]
-        return max(charges, key=_attempt_of, default=None)
+        return _newest(self.store.ledger.for_reference(reference))
 
     def _answer_recorded(self, key: str, reference: str) -> ChargeOutcome:
         claim = self.store.ledger.get(key)

@@ -119,7 +119,11 @@ class PendingCheckouts(Repository):
 
     def get(self, reference: str) -> PendingCheckout | None:
         with self.engine.connect() as conn:
-            row = conn.execute(self._select, {"p_ref": reference}).mappings().first()
+            return self.read(conn, reference)
+
+    def read(self, conn: Connection, reference: str) -> PendingCheckout | None:
+        """`get` on the caller's connection (one checkout for several reads)."""
+        row = conn.execute(self._select, {"p_ref": reference}).mappings().first()
         return None if row is None else pending_from_row(row)
 
     def start_processing(self, reference: str, checkout_session_id: str) -> bool:

@@ -122,6 +122,42 @@ class ClaimLedger(Repository):
                 updated_at=bindparam("p_now"),
             )
         )
+        # Built once (constructing and cache-keying a statement costs more than running it).
+        # An id given as None keeps the one recorded: `decide` and `mark_pending` only set
+        # the ids they were given.
+        keep: dict[str, Any] = {
+            name: func.coalesce(bindparam(f"p_{name}"), getattr(cc, name))
+            for name in ("charge_permission_id", "charge_id", "result_id")
+        }
+        self._decide = (
+            update(operations)
+            .where(cc.operation_key == bindparam("p_key"))
+            .where(cc.status.in_(_UNDECIDED))
+            .values(
+                status=bindparam("p_status"),
+                reason=bindparam("p_reason"),
+                lease_owner=None,
+                updated_at=bindparam("p_now"),
+                **keep,
+            )
+        )
+        self._mark_pending = (
+            update(operations)
+            .where(cc.operation_key == bindparam("p_key"))
+            .where(cc.status.not_in(_DECIDED))
+            .values(
+                status=ClaimState.PENDING,
+                reason=bindparam("p_reason"),
+                lease_owner=None,  # released: the holder's heartbeat must not renew it
+                lease_expires_at=bindparam("p_now"),
+                updated_at=bindparam("p_now"),
+                charge_permission_id=keep["charge_permission_id"],
+                charge_id=keep["charge_id"],
+            )
+        )
+        self._for_reference = (
+            select(operations).where(cc.reference == bindparam("p_ref")).order_by(cc.created_at)
+        )
 
     def get(self, checkout_session_id: str) -> Claim | None:
         with self.engine.connect() as conn:
@@ -437,25 +473,15 @@ class ClaimLedger(Repository):
         charge_id: str | None = None,
     ) -> None:
         """Outcome unknown: keep the row, release the lease so the next visit reconciles."""
-        values: dict[str, Any] = {
-            "status": ClaimState.PENDING,
-            "reason": reason,
-            "lease_owner": None,  # released: the holder's heartbeat must not renew it
-            "lease_expires_at": now,
-            "updated_at": now,
+        params = {
+            "p_key": checkout_session_id,
+            "p_reason": reason,
+            "p_now": now,
+            "p_charge_permission_id": charge_permission_id or None,
+            "p_charge_id": charge_id or None,
         }
-        if charge_permission_id:
-            values["charge_permission_id"] = charge_permission_id
-        if charge_id:
-            values["charge_id"] = charge_id
-        cc = operations.c
         with self._tx() as conn:
-            conn.execute(
-                update(operations)
-                .where(cc.operation_key == checkout_session_id)
-                .where(cc.status.not_in(_DECIDED))
-                .values(**values)
-            )
+            conn.execute(self._mark_pending, params)
 
     def decide(
         self,
@@ -476,27 +502,17 @@ class ClaimLedger(Repository):
         """
         if not status.decided:
             raise ValueError(f"{status} is not a decision")
-        values: dict[str, Any] = {
-            "status": status,
-            "reason": reason,
-            "lease_owner": None,
-            "updated_at": now,
+        params = {
+            "p_key": operation_key,
+            "p_status": status,
+            "p_reason": reason,
+            "p_now": now,
+            "p_charge_permission_id": charge_permission_id or None,
+            "p_charge_id": charge_id or None,
+            "p_result_id": result_id or None,
         }
-        for name, value in (
-            ("charge_permission_id", charge_permission_id),
-            ("charge_id", charge_id),
-            ("result_id", result_id),
-        ):
-            if value:
-                values[name] = value
-        cc = operations.c
         with self._tx() as conn:
-            changed = conn.execute(
-                update(operations)
-                .where(cc.operation_key == operation_key)
-                .where(cc.status.in_(_UNDECIDED))
-                .values(**values)
-            ).rowcount
+            changed = conn.execute(self._decide, params).rowcount
             if changed != 1:
                 return False
             if effect is not None:
@@ -516,12 +532,13 @@ class ClaimLedger(Repository):
 
     def for_reference(self, reference: str) -> list[Claim]:
         """Every operation made for this order or pending checkout, oldest first."""
-        cc = operations.c
         with self.engine.connect() as conn:
-            rows = conn.execute(
-                select(operations).where(cc.reference == reference).order_by(cc.created_at)
-            ).mappings()
-            return [_claim(row) for row in rows]
+            return self.read_for_reference(conn, reference)
+
+    def read_for_reference(self, conn: Connection, reference: str) -> list[Claim]:
+        """`for_reference` on the caller's connection (one checkout for several reads)."""
+        rows = conn.execute(self._for_reference, {"p_ref": reference}).mappings()
+        return [_claim(row) for row in rows]
 
     def record_failure(
         self, checkout_session_id: str, reference: str, *, reason: str, now: datetime

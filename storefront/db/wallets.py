@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.engine import Connection, RowMapping
 
 from storefront.db.engine import Repository
@@ -53,6 +53,22 @@ class SavedWallets(Repository):
         self._insert_method = self._insert(saved_payment_methods).on_conflict_do_nothing(
             index_elements=["charge_permission_id"]
         )
+        # Built once: constructing and cache-keying a statement costs more than running it.
+        spm = saved_payment_methods.c
+        by_id = spm.charge_permission_id == bindparam("p_cpid")
+        self._select_method = select(saved_payment_methods).where(by_id)
+        self._mark_stale = update(saved_payment_methods).where(by_id).values(state_checked_at=None)
+        # The common `record_state`: a state from a charge, no descriptor or expiry to keep.
+        self._record_open_state = (
+            update(saved_payment_methods)
+            .where(by_id)
+            .where(spm.state != WalletState.CLOSED)
+            .values(
+                state=bindparam("p_state"),
+                reason_code=bindparam("p_reason"),
+                state_checked_at=bindparam("p_checked"),
+            )
+        )
 
     def for_buyer(self, buyer_id: str, *, newest_first: bool = False) -> list[SavedPaymentMethod]:
         """The buyer's saved wallets, oldest first (newest first with `newest_first`)."""
@@ -65,18 +81,14 @@ class SavedWallets(Repository):
             return [_method(r) for r in rows]
 
     def get(self, charge_permission_id: str) -> SavedPaymentMethod | None:
-        spm = saved_payment_methods.c
         with self.engine.connect() as conn:
-            row = (
-                conn.execute(
-                    select(saved_payment_methods).where(
-                        spm.charge_permission_id == charge_permission_id
-                    )
-                )
-                .mappings()
-                .first()
-            )
-        return None if row is None else _method(row)
+            return self.read(conn, charge_permission_id)
+
+    def read(self, conn: Connection, charge_permission_id: str) -> SavedPaymentMethod | None:
+        """`get` on the caller's connection (one checkout for several reads)."""
+        row = conn.execute(self._select_method, {"p_cpid": charge_permission_id}).mappings()
+        found = row.first()
+        return None if found is None else _method(found)
 
     def record_state(
         self,
@@ -95,6 +107,15 @@ class SavedWallets(Repository):
         descriptor or expiry Amazon left out keeps the one we knew. `checked_at` None marks the
         state stale, so the next page that needs it asks Amazon again.
         """
+        if not payment_descriptor and expires_at is None and state != WalletState.CLOSED:
+            params = {
+                "p_cpid": charge_permission_id,
+                "p_state": state,
+                "p_reason": reason_code,
+                "p_checked": checked_at,
+            }
+            conn.execute(self._record_open_state, params)
+            return
         spm = saved_payment_methods.c
         values: dict[str, Any] = {
             "state": state,
@@ -136,12 +157,7 @@ class SavedWallets(Repository):
 
     def mark_stale(self, conn: Connection, charge_permission_id: str) -> None:
         """Forget when the state was confirmed: the next page or charge asks Amazon first."""
-        spm = saved_payment_methods.c
-        conn.execute(
-            update(saved_payment_methods)
-            .where(spm.charge_permission_id == charge_permission_id)
-            .values(state_checked_at=None)
-        )
+        conn.execute(self._mark_stale, {"p_cpid": charge_permission_id})
 
     def add(
         self,
