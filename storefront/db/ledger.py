@@ -155,6 +155,26 @@ class ClaimLedger(Repository):
                 charge_id=keep["charge_id"],
             )
         )
+        self._before_complete = (
+            update(operations)
+            .where(cc.operation_key == bindparam("p_key"))
+            .where(cc.status.in_(_UNDECIDED))
+            .values(idempotency_key=bindparam("p_idem"), updated_at=bindparam("p_now"))
+        )
+        self._before_complete_confirmed = self._before_complete.values(owner_confirmed=True)
+        self._confirm_owner = (
+            update(operations)
+            .where(cc.operation_key == bindparam("p_key"))
+            .where(cc.owner_confirmed.is_(False))
+            .values(owner_confirmed=True)
+        )
+        self._let_go = (
+            update(operations)
+            .where(cc.operation_key == bindparam("p_key"))
+            .where(cc.lease_owner == bindparam("p_owner"))
+            .where(cc.status.in_(_UNDECIDED))
+            .values(lease_owner=None, lease_expires_at=bindparam("p_now"))
+        )
         self._for_reference = (
             select(operations).where(cc.reference == bindparam("p_ref")).order_by(cc.created_at)
         )
@@ -321,15 +341,9 @@ class ClaimLedger(Repository):
 
     def let_go(self, checkout_session_id: str, owner: str, *, now: datetime) -> None:
         """End this owner's lease now (its request failed): the next visit takes over at once."""
-        cc = operations.c
+        params = {"p_key": checkout_session_id, "p_owner": owner, "p_now": now}
         with self._tx() as conn:
-            conn.execute(
-                update(operations)
-                .where(cc.operation_key == checkout_session_id)
-                .where(cc.lease_owner == owner)
-                .where(cc.status.in_(_UNDECIDED))
-                .values(lease_owner=None, lease_expires_at=now)
-            )
+            conn.execute(self._let_go, params)
 
     def release(self, checkout_session_id: str, owner: str) -> None:
         """Forget a claim that should never have been made (a session of another checkout)."""
@@ -367,17 +381,10 @@ class ClaimLedger(Repository):
         """Record, just before Complete is sent, its idempotency key (from now on the claim
         "may have sent Complete": a later 404 keeps it pending, it is never moved to another
         reference) and whether the session named this claim's reference (`confirm_owner`)."""
-        values: dict[str, Any] = {"idempotency_key": idempotency_key, "updated_at": now}
-        if confirmed:
-            values["owner_confirmed"] = True
-        cc = operations.c
+        statement = self._before_complete_confirmed if confirmed else self._before_complete
+        params = {"p_key": checkout_session_id, "p_idem": idempotency_key, "p_now": now}
         with self._tx() as conn:
-            conn.execute(
-                update(operations)
-                .where(cc.operation_key == checkout_session_id)
-                .where(cc.status.in_(_UNDECIDED))
-                .values(**values)
-            )
+            conn.execute(statement, params)
 
     def take_unconfirmed(
         self,
@@ -521,14 +528,8 @@ class ClaimLedger(Repository):
 
     def confirm_owner(self, operation_key: str) -> None:
         """Amazon confirmed the operation belongs to its reference (the session names it)."""
-        cc = operations.c
         with self._tx() as conn:
-            conn.execute(
-                update(operations)
-                .where(cc.operation_key == operation_key)
-                .where(cc.owner_confirmed.is_(False))
-                .values(owner_confirmed=True)
-            )
+            conn.execute(self._confirm_owner, {"p_key": operation_key})
 
     def for_reference(self, reference: str) -> list[Claim]:
         """Every operation made for this order or pending checkout, oldest first."""

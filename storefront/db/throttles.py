@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import case, delete, select, update
+from sqlalchemy import bindparam, case, delete, select, update
 
 from storefront.db.engine import Repository
 from storefront.db.schema import throttles
@@ -45,14 +45,14 @@ class Throttles(Repository):
 
     def __init__(self, engine: Any) -> None:
         super().__init__(engine)
+        # Built once: every return asks it (constructing a statement costs more than running it).
+        t = throttles.c
+        self._blocked_until = select(t.blocked_until).where(t.throttle_key == bindparam("p_key"))
 
     def blocked_until(self, key: str, now: datetime) -> datetime | None:
         """Until when `key` is blocked, or None when it is not blocked now."""
-        t = throttles.c
         with self.engine.connect() as conn:
-            until = conn.execute(
-                select(t.blocked_until).where(t.throttle_key == key)
-            ).scalar_one_or_none()
+            until = conn.execute(self._blocked_until, {"p_key": key}).scalar_one_or_none()
         return until if until is not None and until > now else None
 
     def hit(self, key: str, limit: Limit, *, now: datetime) -> Hit:
