@@ -51,7 +51,7 @@ def money_checks(
 ) -> list[Check]:
     return [
         _charges_both_ways(objects, log, tables),
-        _one_charge_per_order(tables, log),
+        _one_charge_per_order(tables, log, recorder),
         _saved_wallet_buyers(recorder, tables, objects),
         _refunds_both_ways(objects, log, tables),
         _refund_totals(objects, tables),
@@ -165,11 +165,22 @@ def _charges_both_ways(
     return check
 
 
-def _one_charge_per_order(tables: ShopTables, log: list[dict[str, Any]]) -> Check:
+def _tries(recorder: Recorder) -> Counter[str]:
+    """Saved-wallet journeys per order reference: after a failure the cart (and its reference)
+    stays, so the person's next journey pays the same reference again - a new try."""
+    return Counter(
+        j.reference for j in recorder.journeys if j.flow == "saved_wallet" and j.reference
+    )
+
+
+def _one_charge_per_order(
+    tables: ShopTables, log: list[dict[str, Any]], recorder: Recorder
+) -> Check:
     check = Check(
         "one Create Charge per order reference key; charge:<ref>:<n>, n >= 2, only after a "
-        "soft decline"
+        "soft decline (or the buyer's new try after a failure)"
     )
+    tries = _tries(recorder)
     applied = applied_keys(log, "CreateCharge")
     by_key = {r["operation_key"]: r for r in tables.operations if r["kind"] == CHARGE_KIND}
     moved_per_reference: Counter[str] = Counter()
@@ -181,7 +192,9 @@ def _one_charge_per_order(tables: ShopTables, log: list[dict[str, Any]]) -> Chec
         attempt = int(match["n"])
         if attempt >= 2:
             before = by_key.get(f"charge:{match['ref']}:{attempt - 1}")
-            if before is None or before["status"] != "failed" or before["reason"] not in SOFT:
+            retried = tries[match["ref"]] > 1  # a later journey submitted the same cart
+            failed = before is not None and before["status"] == "failed"
+            if not failed or (before is not None and before["reason"] not in SOFT and not retried):
                 said = None if before is None else (before["status"], before["reason"])
                 check.problems.append(f"{key}: attempt {attempt} after {said}")
         if row["status"] == "completed" and row["idempotency_key"] in applied:
@@ -206,10 +219,14 @@ def _saved_wallet_buyers(
         and r["charge_id"] in objects
         and objects[r["charge_id"]].state in MOVED
     }
+    seen: Counter[str] = Counter()
+    tries = _tries(recorder)
     for journey in recorder.journeys:
         if journey.flow != "saved_wallet" or journey.reference is None:
             continue
-        if journey.reference in moved and "failure" in journey.outcomes:
+        seen[journey.reference] += 1
+        later_try = seen[journey.reference] < tries[journey.reference]
+        if journey.reference in moved and "failure" in journey.outcomes and not later_try:
             check.problems.append(
                 f"buyer {journey.buyer} saw failure for {journey.reference} ({journey.scenario}, "
                 f"seen {journey.outcomes}), money moved"
