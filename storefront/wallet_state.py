@@ -151,17 +151,23 @@ class WalletStates:
         except AmazonPayError as exc:
             logger.warning("saved wallet state not refreshed: %s", type(exc).__name__)
             return self.store.wallets.get(charge_permission_id)
-        self.record(permission)
-        return self.store.wallets.get(charge_permission_id)
+        return self._record(permission, then_read=charge_permission_id)
 
     def record(self, permission: ChargePermission) -> None:
         """Store what a Charge Permission read from Amazon says (state, reason, descriptor)."""
+        self._record(permission, then_read=None)
+
+    def _record(
+        self, permission: ChargePermission, *, then_read: str | None
+    ) -> SavedPaymentMethod | None:
+        """`record`, then (in the same transaction) read the wallet `then_read`."""
         state = wallet_state_of(permission.state)
         if state is None:
             logger.warning("charge permission in unknown state %r", permission.state_raw)
-            return
-        self.store.wallets.update_state(
+            return None if then_read is None else self.store.wallets.get(then_read)
+        return self.store.wallets.update_state(
             permission.charge_permission_id,
+            then_read=then_read,
             state=state,
             checked_at=self.clock(),
             reason_code=_reason(permission),

@@ -142,8 +142,10 @@ class SavedWallets(Repository):
         reason_code: str | None = None,
         payment_descriptor: str | None = None,
         expires_at: datetime | None = None,
-    ) -> None:
-        """`record_state` in a transaction of its own."""
+        then_read: str | None = None,
+    ) -> SavedPaymentMethod | None:
+        """`record_state` in a transaction of its own; with `then_read`, that wallet as it is
+        after the change, read in the same transaction (None without)."""
         with self._tx() as conn:
             self.record_state(
                 conn,
@@ -154,6 +156,7 @@ class SavedWallets(Repository):
                 payment_descriptor=payment_descriptor,
                 expires_at=expires_at,
             )
+            return None if then_read is None else self.read(conn, then_read)
 
     def mark_stale(self, conn: Connection, charge_permission_id: str) -> None:
         """Forget when the state was confirmed: the next page or charge asks Amazon first."""
