@@ -141,6 +141,16 @@ class ChargeOutcome:
     wallet_closed: bool = False  # invite the buyer to save Amazon Pay again
 
 
+def _retry_may_help(claim: Claim) -> bool:
+    """Whether a decided attempt failed with a decline that a new attempt may overcome."""
+    if claim.status != ClaimState.FAILED or claim.reason is None:
+        return False
+    try:
+        return DeclineCode(claim.reason).retry_may_help
+    except ValueError:
+        return False
+
+
 def charge_key(reference: str, attempt: int) -> str:
     """The ledger key of one Create Charge attempt for an order."""
     return f"charge:{reference}:{attempt}"
@@ -381,7 +391,13 @@ class SavedWalletCharges:
                 outcome, again = self._held(held, turn.claim, known)
             elif turn.kind is TurnKind.DECIDED:
                 assert turn.claim is not None
-                return self._from_claim(turn.claim)
+                outcome = self._from_claim(turn.claim)
+                # A double click that waited on a soft-declined first attempt follows the same
+                # retry as the click that made it (the same next key, so one Create Charge),
+                # instead of answering "not successful" while that retry may move the money.
+                again = _retry_may_help(turn.claim)
+                if not (again and retry):
+                    return outcome
             elif turn.kind is TurnKind.BUSY:
                 return self._pending(order.reference, "claimed-elsewhere")
             elif turn.kind is TurnKind.FOREIGN:
