@@ -36,6 +36,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -156,11 +157,10 @@ def charges(
         client.post("/cart/clear", data={"csrf_token": csrf})
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--charges", type=int, default=40, help="charges per phase")
-    args = parser.parse_args(argv)
-
+@contextmanager
+def shop_with_a_saved_wallet() -> Iterator[tuple[Any, Any, TimedSimulator]]:
+    """The app (credentials mode, SQLite) against a timed in-process simulator, with one buyer's
+    wallet saved and no monthly limit in the way: (app, that buyer's test client, the timer)."""
     with tempfile.TemporaryDirectory() as folder:
         work = Path(folder)
         keys = generate_key_pair(work / "keys")
@@ -191,13 +191,24 @@ def main(argv: list[str] | None = None) -> int:
             json={"amount": "1000000.00", "currencyCode": "USD"},
             timeout=10,
         ).raise_for_status()
+        try:
+            yield app, client, timed
+        finally:
+            app.extensions["shop"].close()
+            server.shutdown()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--charges", type=int, default=40, help="charges per phase")
+    args = parser.parse_args(argv)
+
+    with shop_with_a_saved_wallet() as (app, client, timed):
         list(charges(app, client, timed, 5, stale=False))  # warm-up: pools, caches
         reference = measure_signature()
         fresh = list(charges(app, client, timed, args.charges, stale=False))
         stale = list(charges(app, client, timed, args.charges, stale=True))
         reference = reference.merged(measure_signature())
-        app.extensions["shop"].close()
-        server.shutdown()
 
     sig = reference.seconds
     rows = []
