@@ -6,6 +6,9 @@ Command-line flags still win. Why these values:
   2 s for a concurrent request's young claim, so 30 s (gunicorn's default) could kill a worker
   while money is moving. The claim's 20 s lease is renewed by its holder while it works
   (storefront/db/leases.py), so a slow winner is never overtaken.
+- keepalive: how long a browser's idle connection is kept open for its next click (gunicorn's
+  default is 2 s). With gthread an idle connection waits in the poller, not on a thread. The
+  server closing one may cross a request just sent on it; browsers resend such a request.
 - control_socket_disable: gunicorn 27 otherwise shares one control socket per user
   (~/.gunicorn/gunicorn.ctl) between every instance on the machine.
 - logger_class: the access log (`--access-logfile`) would record every return URL with its
@@ -67,6 +70,7 @@ class MaskingLogger(Logger):  # type: ignore[misc]  # gunicorn ships no type hin
 
 
 timeout = 75
+keepalive = 5
 control_socket_disable = True
 logger_class = MaskingLogger
 

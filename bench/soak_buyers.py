@@ -11,6 +11,7 @@ Extension point: a flow is a function in `FLOWS` (name -> flow) plus its weight 
 from __future__ import annotations
 
 import html
+import http.client
 import ipaddress
 import itertools
 import json
@@ -109,6 +110,19 @@ def person(one_address: bool) -> requests.Session:
     return http
 
 
+# How a server's close of a kept-alive connection shows up in the request sent on it.
+_CLOSED_BY_SERVER = (ConnectionResetError, BrokenPipeError, http.client.RemoteDisconnected)
+
+
+def _innermost(exc: BaseException) -> BaseException:
+    """The innermost reason a request got no answer (e.g. ConnectionResetError)."""
+    while True:
+        inner = exc.__cause__ or exc.__context__
+        if inner is None:
+            return exc
+        exc = inner
+
+
 class JourneyError(RuntimeError):
     """A step before the return did not answer as a buyer needs (the message says which)."""
 
@@ -125,6 +139,8 @@ class ShopRequest:
     latency: float
     status: int | None  # None: no HTTP response (connection refused or reset)
     error: str | None
+    idle: float | None = None  # no response on a kept-alive connection: idle this long before
+    resent: bool = False  # the browser resent it at once on a new connection (see `shop`)
 
 
 @dataclass(frozen=True)
@@ -212,16 +228,25 @@ class Buyer:
         self.one_address = one_address
         self.http = person(one_address)
         self.has_wallet = False  # this person saved a wallet (the saved-wallet flow needs one)
+        # When this person's last answer from each instance ended: a lost response names how
+        # long its kept-alive connection had been idle (the server may close an idle one).
+        self.last_answer: dict[str, float] = {}
 
     # -- the shop, through the router ------------------------------------------------------
 
     def shop(
         self, method: str, path: str, *, instance: Instance | None = None, **kwargs: Any
     ) -> tuple[Instance, requests.Response | None]:
-        """One request to one instance; a request cut off by the kill is tried once more on
-        another instance, as a person reloads an error page."""
+        """One request to one instance, as a browser and a person send it.
+
+        A browser resends a request, once and unseen, when the server closed the kept-alive
+        connection it went out on before any byte of an answer: servers close idle
+        connections (gunicorn after `keepalive` seconds) and may do so just as a request is
+        sent. A request cut off otherwise (the kill) is tried once more on another instance,
+        as a person reloads an error page."""
         target = instance or self.router.pick(self.rng)
-        for attempt in range(2):
+        resent = moved = False
+        while True:
             started = time.monotonic()
             try:
                 response = self.http.request(
@@ -232,6 +257,10 @@ class Buyer:
                     **kwargs,
                 )
             except requests.ConnectionError as exc:
+                cause = _innermost(exc)
+                kept_alive = target.name in self.last_answer
+                idle = started - self.last_answer.get(target.name, started)
+                resend = not resent and kept_alive and isinstance(cause, _CLOSED_BY_SERVER)
                 self.recorder.request(
                     ShopRequest(
                         self.number,
@@ -241,13 +270,23 @@ class Buyer:
                         started,
                         time.monotonic() - started,
                         None,
-                        type(exc).__name__,
+                        f"{type(exc).__name__}: {type(cause).__name__}({str(cause)[:60]});"
+                        f" connection idle {idle:.2f} s",
+                        idle=idle if kept_alive else None,
+                        resent=resend,
                     )
                 )
-                if attempt == 0:
+                # The next request opens a new connection (urllib3 drops the broken one).
+                self.last_answer.pop(target.name, None)
+                if resend:
+                    resent = True
+                    continue
+                if not moved:
+                    moved = True
                     target = self.router.pick(self.rng, avoid=target.name)
                     continue
                 return target, None
+            self.last_answer[target.name] = time.monotonic()
             self.recorder.request(
                 ShopRequest(
                     self.number,
@@ -255,13 +294,12 @@ class Buyer:
                     method,
                     _route(path),
                     started,
-                    time.monotonic() - started,
+                    self.last_answer[target.name] - started,
                     response.status_code,
                     None,
                 )
             )
             return target, response
-        raise AssertionError("unreachable")  # pragma: no cover - the loop always returns
 
     def page(self, path: str) -> requests.Response:
         """GET a page and follow its redirects (each hop through the router)."""

@@ -33,6 +33,9 @@ ADMIN_PASSWORD = "soak-staff-password"  # noqa: S105 - the soak's own throw-away
 WORKERS = 2
 THREADS = 4
 CLI_TIMEOUT = 120.0
+# How long an instance keeps a buyer's idle connection (gunicorn.conf.py's value, given here so
+# the check knows it: a request crossing that close is resent by the browser, bench/soak_buyers).
+KEEPALIVE_SECONDS = 5
 
 
 def gunicorn_argv() -> list[str]:
@@ -52,6 +55,8 @@ def gunicorn_argv() -> list[str]:
         "3",
         "--timeout",
         "60",
+        "--keep-alive",
+        str(KEEPALIVE_SECONDS),
         "--no-control-socket",
         "--access-logfile",
         "-",
