@@ -7,7 +7,6 @@ Sections cited are those of docs/amazon-pay-api.md.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -19,7 +18,6 @@ from amazonpay.errors import DeclineCode
 
 JSON = Mapping[str, Any]
 
-_COMPACT_TIMESTAMP = re.compile(r"^\d{8}T\d{6}Z$")
 
 
 def _obj(data: JSON, key: str) -> JSON | None:
@@ -62,8 +60,8 @@ def _timestamp(data: JSON, key: str) -> datetime | None:
     if not isinstance(value, str):
         return None
     try:
-        if _COMPACT_TIMESTAMP.match(value):
-            return datetime.strptime(value, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+        # Python 3.11's fromisoformat reads the compact form too (ISO 8601's basic format),
+        # at a small fraction of strptime's cost.
         moment = datetime.fromisoformat(value)
     except ValueError:
         return None

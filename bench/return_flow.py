@@ -55,6 +55,11 @@ Method, per figure:
                   rendering the 303 - plus the network stack of the bench's request to the app
                   and of the app's API calls. The sync worker does not keep client connections
                   alive, so there it also includes a TCP connect.
+  stack floor     the app's CPU (schedstat, as above) per `GET /checkout/return` without
+                  parameters, one at a time after the phases: refused before any database or
+                  API call, it is what any request costs here (gunicorn, Flask, guards, headers,
+                  the session cookie, metrics, the log line). App CPU per return minus this is
+                  the return's own work: the database, the two signed calls, the use case.
   loopback floor  an empty `GET /_bench/ping` (200, no body) to the simulator over one kept-alive
                   connection, 300 times after 50 unmeasured: raw socket (no client library),
                   and requests.Session (the library our client uses). "Network stack" = raw
@@ -120,6 +125,7 @@ from tests.support.servers import (  # noqa: E402
 API_PREFIXES = ("/v2/", "/sandbox/v2/", "/live/v2/")
 TIMINGS_PATH = "/_bench/timings"
 PING_PATH = "/_bench/ping"
+RETURN_PATH = "/checkout/return"
 SESSION_IN_PATH = re.compile(r"/checkoutSessions/([A-Za-z0-9_-]+)")
 WORKER_CLASSES = ("gthread", "sync")
 SHOP_COOKIE = "shop_session"  # app.py: SESSION_COOKIE_NAME
@@ -530,6 +536,28 @@ def prepare_buyers(shop_url: str, simulator_url: str, count: int) -> list[Prepar
         return list(pool.map(one, range(count)))
 
 
+# ----------------------------------------------------------------------------- stack floor
+
+
+def stack_floor_cpu(app: ServerProcess, count: int, warm: int) -> float:
+    """App CPU per `GET /checkout/return` without parameters, one at a time: refused before any
+    database or API call, it costs what every request costs - gunicorn, Flask, the guards and
+    headers, the session cookie (this one writes the failure notice into it), metrics and the
+    log line - and nothing of the return's own work."""
+    client = RawHttpClient("127.0.0.1", app.port)
+    try:
+        for _ in range(warm):
+            client.get(RETURN_PATH)
+        before = process_cpu_seconds(app.pids())
+        for _ in range(count):
+            status, _headers, _body = client.get(RETURN_PATH)
+            if status != 303:
+                raise RuntimeError(f"a return without parameters answered {status}, not 303")
+        return (process_cpu_seconds(app.pids()) - before) / count
+    finally:
+        client.close()
+
+
 # ----------------------------------------------------------------------------- loopback floor
 
 
@@ -662,6 +690,7 @@ def measure(
     unloaded = run_phase("unloaded", rest[:unloaded_count], 1, app, simulator.base_url)
     loaded = run_phase("loaded", rest[unloaded_count:], args.clients, app, simulator.base_url)
     established = established_connections(app.pids(), simulator.port)
+    stack = stack_floor_cpu(app, count=args.floor_count, warm=args.floor_count // 6)
     floor = loopback_floor(simulator, count=args.floor_count, warm=args.floor_count // 6)
     reference = start.merged(measure_signature(key=key))
     fig = reference.figure
@@ -748,6 +777,13 @@ def measure(
             f"{fig(cpu_loaded)}, {loaded.cpu_system_share:.0%} sys",
             f"<= {format_sig(CPU_TARGET_SIG)}",
             verdict(reference.sigs(cpu_loaded) <= CPU_TARGET_SIG),
+        ),
+        (
+            "  ... the HTTP stack alone (a refused return)",
+            f"{fig(stack)}; the rest, {fig(cpu_unloaded - stack)}, is the return's own work:"
+            " database, the two signed calls, the use case",
+            "",
+            "",
         ),
         (
             "own overhead p50 (unloaded)",
