@@ -1,4 +1,5 @@
-"""Unit-test fixtures: RSA keys generated once per run, and a fake Amazon Pay at the HTTP boundary.
+"""Unit-test fixtures: RSA keys generated once per run, a fake Amazon Pay at the HTTP boundary, and
+a clean store per test on SQLite and on a real PostgreSQL.
 
 FakeAmazon sits on `responses` and verifies every request's signature by rebuilding the canonical
 request from what was received, as Amazon and our simulator do (docs/amazon-pay-api.md 1.12).
@@ -13,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
+import psycopg
 import pytest
 import requests
 import responses
@@ -21,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from amazonpay import signing
 from amazonpay.client import AmazonPayClient
+from storefront.db import Store, create_store_engine
 
 
 @pytest.fixture(scope="session")
@@ -177,3 +180,32 @@ def make_client(private_key: rsa.RSAPrivateKey, clock: FakeClock) -> Callable[..
 def fake_amazon(public_key: rsa.RSAPublicKey) -> Iterator[FakeAmazon]:
     with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
         yield FakeAmazon(rsps, public_key)
+
+
+@pytest.fixture(scope="module")
+def postgres_store_url(postgres_url: str) -> Iterator[tuple[str, psycopg.Connection[Any]]]:
+    """This module's PostgreSQL database, and a connection kept open to empty it between tests."""
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute("SET lock_timeout = '5s'")  # a leaked lock fails the test, never hangs it
+        yield postgres_url, conn
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[Store]:
+    """A clean store per test: a new SQLite file, or this module's PostgreSQL database emptied
+    (faster than a new database per test; the schema stays, at the latest revision)."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'shop.db'}"
+    else:  # `postgres_url` fails (never skips) when PostgreSQL cannot start
+        url, conn = request.getfixturevalue("postgres_store_url")
+        tables = conn.execute(
+            "SELECT tablename FROM pg_tables"
+            " WHERE schemaname = 'public' AND tablename <> 'alembic_version'"
+        )
+        names = ", ".join(f'"{name}"' for (name,) in tables.fetchall())
+        if names:
+            conn.execute(f"TRUNCATE {names} RESTART IDENTITY CASCADE")
+    created = Store(create_store_engine(url))
+    created.upgrade()
+    yield created
+    created.engine.dispose()

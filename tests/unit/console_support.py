@@ -9,7 +9,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,7 +19,7 @@ from amazonpay.client import AmazonPayClient, RetryPolicy
 from amazonpay.models import Price
 from amazonpay.simulator import SIMULATOR_STORE_ID, Simulator, serve_in_thread
 from storefront.captures import ChargeDesk
-from storefront.db import Store, create_store_engine
+from storefront.db import Store
 from storefront.db.audit import StaffAudit
 from storefront.db.leases import LeaseKeeper
 from storefront.db.refunds import RefundRows
@@ -52,23 +51,6 @@ def sim(private_key: rsa.RSAPrivateKey) -> Iterator[Sim]:
     yield Sim(str(handle.base_url), http)
     http.close()
     handle.shutdown()
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'shop.db'}"
-        database = None
-    else:
-        server = request.getfixturevalue("postgres_server")
-        database = server.create_database(f"console_{request.node.name}")
-        url = database.replace("postgresql://", "postgresql+psycopg://", 1)
-    created = Store(create_store_engine(url))
-    created.upgrade()
-    yield created
-    created.engine.dispose()
-    if database is not None:
-        request.getfixturevalue("postgres_server").drop_database(database)
 
 
 def make_client(sim: Sim, private_key: rsa.RSAPrivateKey, attempts: int = 3) -> AmazonPayClient:

@@ -11,9 +11,9 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from storefront.db import Store
 from storefront.staff import Outcome
 from storefront.states import OrderState
-from tests.unit.console_support import Sim, clock, desks, make_client, paid_order, sim, store
+from tests.unit.console_support import Sim, clock, desks, make_client, paid_order, sim
 
-__all__ = ["sim", "store"]  # fixtures
+__all__ = ["sim"]  # fixtures
 
 
 def test_an_authorized_charge_is_captured_once_then_refundable(

@@ -17,7 +17,6 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-import psycopg
 import pytest
 import requests
 import responses
@@ -26,7 +25,7 @@ from responses import matchers
 
 from amazonpay.client import AmazonPayClient, idempotency_key_for
 from storefront.checkout import OutcomeKind, ReconcileReport, ReturnHandler, ReturnOutcome
-from storefront.db import PendingCheckout, Store, create_store_engine
+from storefront.db import PendingCheckout, Store
 from storefront.states import CheckoutKind, ClaimState
 
 API = "https://pay-api.test/v2"
@@ -61,34 +60,6 @@ def clock() -> Clock:
 def amazon() -> Iterator[responses.RequestsMock]:
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
         yield mock
-
-
-@pytest.fixture(scope="module")
-def postgres_store_url(postgres_url: str) -> Iterator[tuple[str, psycopg.Connection[Any]]]:
-    """This module's PostgreSQL database, and a connection kept open to empty it between tests."""
-    with psycopg.connect(postgres_url, autocommit=True) as conn:
-        conn.execute("SET lock_timeout = '5s'")  # a leaked lock fails the test, never hangs it
-        yield postgres_url, conn
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def store(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[Store]:
-    """A clean store per test: a new SQLite file, or the module's PostgreSQL database emptied."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'shop.db'}"
-    else:  # `postgres_url` fails (never skips) when PostgreSQL cannot start
-        url, conn = request.getfixturevalue("postgres_store_url")
-        tables = conn.execute(
-            "SELECT tablename FROM pg_tables"
-            " WHERE schemaname = 'public' AND tablename <> 'alembic_version'"
-        )
-        names = ", ".join(f'"{name}"' for (name,) in tables.fetchall())
-        if names:
-            conn.execute(f"TRUNCATE {names} RESTART IDENTITY CASCADE")
-    store = Store(create_store_engine(url))
-    store.upgrade()
-    yield store
-    store.engine.dispose()
 
 
 @pytest.fixture

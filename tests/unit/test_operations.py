@@ -7,34 +7,15 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 
-from storefront.db import Store, create_store_engine
+from storefront.db import Store
 from storefront.db.leases import LeaseKeeper
 from storefront.operations import Intent, Operations, TurnKind
 from storefront.states import CheckoutKind, ClaimState, OperationKind, PendingState
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'shop.db'}"
-        database = None
-    else:
-        server = request.getfixturevalue("postgres_server")
-        database = server.create_database(f"operations_{request.node.name}")
-        url = database.replace("postgresql://", "postgresql+psycopg://", 1)
-    created = Store(create_store_engine(url))
-    created.upgrade()
-    yield created
-    created.engine.dispose()
-    if database is not None:
-        request.getfixturevalue("postgres_server").drop_database(database)
 
 
 class Clock:

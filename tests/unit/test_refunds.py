@@ -13,9 +13,9 @@ from storefront.db import Store
 from storefront.refunds import refund_key
 from storefront.staff import Outcome
 from storefront.states import ClaimState, RefundState
-from tests.unit.console_support import Sim, desks, make_client, paid_order, sim, store
+from tests.unit.console_support import Sim, desks, make_client, paid_order, sim
 
-__all__ = ["sim", "store"]  # fixtures
+__all__ = ["sim"]  # fixtures
 
 
 def settle(sim: Sim, desk_rows: object, request_id: str, outcome: str = "Refunded") -> None:

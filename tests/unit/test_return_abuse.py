@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
-import psycopg
 import pytest
 import responses
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -20,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from amazonpay.client import AmazonPayClient
 from storefront.abuse import client_key
 from storefront.checkout import OutcomeKind, ReturnHandler
-from storefront.db import PendingCheckout, Store, create_store_engine
+from storefront.db import PendingCheckout, Store
 from storefront.states import CheckoutKind, ClaimState, PendingState
 from tests.unit.test_checkout import (
     API,
@@ -47,32 +46,6 @@ def clock() -> Clock:
 def amazon() -> Iterator[responses.RequestsMock]:
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
         yield mock
-
-
-@pytest.fixture(scope="module")
-def postgres_store_url(postgres_url: str) -> Iterator[tuple[str, psycopg.Connection[Any]]]:
-    with psycopg.connect(postgres_url, autocommit=True) as conn:
-        conn.execute("SET lock_timeout = '5s'")
-        yield postgres_url, conn
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def store(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[Store]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'shop.db'}"
-    else:
-        url, conn = request.getfixturevalue("postgres_store_url")
-        tables = conn.execute(
-            "SELECT tablename FROM pg_tables"
-            " WHERE schemaname = 'public' AND tablename <> 'alembic_version'"
-        )
-        names = ", ".join(f'"{name}"' for (name,) in tables.fetchall())
-        if names:
-            conn.execute(f"TRUNCATE {names} RESTART IDENTITY CASCADE")
-    store = Store(create_store_engine(url))
-    store.upgrade()
-    yield store
-    store.engine.dispose()
 
 
 @pytest.fixture

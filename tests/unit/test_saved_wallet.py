@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,7 +22,7 @@ from amazonpay.client import AmazonPayClient, RetryPolicy, idempotency_key_for
 from amazonpay.models import ChargeInitiator, Price
 from amazonpay.simulator import SIMULATOR_STORE_ID, Simulator, serve_in_thread
 from storefront.checkout import OutcomeKind, ReturnHandler
-from storefront.db import Store, create_store_engine
+from storefront.db import Store
 from storefront.db.leases import LeaseKeeper
 from storefront.operations import Operations, TurnKind
 from storefront.saved_wallet import (
@@ -96,23 +95,6 @@ def amazon(public_key: rsa.RSAPublicKey) -> Iterator[Amazon]:
     with requests.Session() as http:
         yield Amazon(handle.base_url, http)
     handle.shutdown()
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'shop.db'}"
-        database = None
-    else:
-        server = request.getfixturevalue("postgres_server")
-        database = server.create_database(f"saved_wallet_{request.node.name}")
-        url = database.replace("postgresql://", "postgresql+psycopg://", 1)
-    created = Store(create_store_engine(url))
-    created.upgrade()
-    yield created
-    created.engine.dispose()
-    if database is not None:
-        request.getfixturevalue("postgres_server").drop_database(database)
 
 
 @dataclass

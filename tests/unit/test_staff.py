@@ -16,9 +16,6 @@ from storefront.db.audit import StaffAudit
 from storefront.db.schema import staff_audit
 from storefront.db.throttles import Limit, Throttles
 from storefront.staff import ADDRESS_LIMIT, GLOBAL_LIMIT, SignIn, StaffSignIn, _digest
-from tests.unit.console_support import store
-
-__all__ = ["store"]  # fixtures
 
 PASSWORD = "tr0ub4dor & 3 — ünïcode"
 START = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
