@@ -175,14 +175,37 @@ def _attempt_of(claim: Claim) -> int:
     return int(match["n"]) if match else 0
 
 
-def _newest(claims: Iterable[Claim]) -> Claim | None:
-    """The latest saved-wallet charge attempt among an order's operations."""
-    charges = [
-        claim
+def _charges(claims: Iterable[Claim]) -> dict[int, Claim]:
+    """An order's saved-wallet charge attempts by number."""
+    return {
+        _attempt_of(claim): claim
         for claim in claims
         if claim.kind == OperationKind.CREATE_CHARGE and _attempt_of(claim)
-    ]
-    return max(charges, key=_attempt_of, default=None)
+    }
+
+
+def _newest(attempts: dict[int, Claim]) -> Claim | None:
+    """The latest saved-wallet charge attempt."""
+    return attempts[max(attempts)] if attempts else None
+
+
+def _retry_due(attempts: dict[int, Claim]) -> bool:
+    """Whether the latest attempt is the first of a try and failed with a decline a new
+    attempt may overcome, so the try's one automatic retry (section 6) comes next.
+
+    Attempt 1 starts a try; an attempt after a retryable decline of a try's first attempt is
+    that try's retry, and the attempt after a retry starts a new try (the buyer's, after
+    seeing the failure). A second submit arriving just after the first click's first attempt
+    was declined thus makes or follows that same retry, never a try of its own.
+    """
+    if not attempts:
+        return False
+    latest = max(attempts)
+    is_retry = False  # whether attempt n is a try's automatic retry
+    for n in range(2, latest + 1):
+        before = attempts.get(n - 1)
+        is_retry = not is_retry and before is not None and _retry_may_help(before)
+    return not is_retry and _retry_may_help(attempts[latest])
 
 
 def _single(values: Sequence[str], pattern: re.Pattern[str]) -> str | None:
@@ -285,7 +308,8 @@ class SavedWalletCharges:
                 return self._refused(reference, Failure.FOREIGN_WALLET)
             if pending.kind != CheckoutKind.ONE_TIME or pending.amount is None:
                 return self._refused(reference, Failure.NOT_PAYABLE)
-            latest = _newest(self.store.ledger.read_for_reference(conn, reference))
+            attempts = _charges(self.store.ledger.read_for_reference(conn, reference))
+        latest = _newest(attempts)
         if latest is None or latest.status == ClaimState.FAILED:
             # A new attempt: never for a cart paid already, or one offered too long ago.
             if pending.state == PendingState.COMPLETED:
@@ -302,18 +326,19 @@ class SavedWalletCharges:
             items=pending.items,
             capture_now=self.capture_now,
         )
-        return self._charge(order, latest, wallet)
+        return self._charge(order, attempts, wallet)
 
     # -- the use case -------------------------------------------------------------------------
 
     def charge(self, order: ChargeOrder) -> ChargeOutcome:
         """Charge `order` once: resume its undecided or decided attempt, or make a new one."""
-        return self._charge(order, self._latest(order.reference), None)
+        return self._charge(order, _charges(self.store.ledger.for_reference(order.reference)), None)
 
     def _charge(
-        self, order: ChargeOrder, latest: Claim | None, known: SavedPaymentMethod | None
+        self, order: ChargeOrder, attempts: dict[int, Claim], known: SavedPaymentMethod | None
     ) -> ChargeOutcome:
-        """`charge`, given the order's latest attempt and its wallet when just read."""
+        """`charge`, given the order's attempts and its wallet when just read."""
+        latest = _newest(attempts)
         if latest is not None and latest.status != ClaimState.FAILED:
             # Charged, or on its way: answer from (or finish) that attempt, whatever the form says.
             stored = Turn(TurnKind.DECIDED, latest).stored_request()
@@ -328,7 +353,8 @@ class SavedWalletCharges:
         if wallet.state == WalletState.CLOSED:
             return self._refused(order.reference, Failure.CLOSED, order.charge_permission_id)
         attempt = _attempt_of(latest) + 1 if latest is not None else 1
-        return self._attempt(order, attempt, retry=True, known=wallet)
+        # The retry due after a soft decline is made (or followed) once, with no retry of its own.
+        return self._attempt(order, attempt, retry=not _retry_due(attempts), known=wallet)
 
     def settle(self, reference: str) -> ChargeOutcome | None:
         """The outcome of this order's saved-wallet charge, settling it if it is undecided.
@@ -601,7 +627,7 @@ class SavedWalletCharges:
     # -- answers ------------------------------------------------------------------------------
 
     def _latest(self, reference: str) -> Claim | None:
-        return _newest(self.store.ledger.for_reference(reference))
+        return _newest(_charges(self.store.ledger.for_reference(reference)))
 
     def _answer_recorded(self, key: str, reference: str) -> ChargeOutcome:
         claim = self.store.ledger.get(key)

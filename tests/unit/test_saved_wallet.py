@@ -9,6 +9,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -333,6 +334,57 @@ def test_a_second_decline_is_a_failure_and_the_cart_can_be_paid_again(shop: Shop
     assert pending.state == PendingState.OPEN
     assert shop.store.orders.get(ref) is None
     # The buyer presses "Pay with" again later: a new attempt, which goes through.
+    again = pay(shop, ref, wallet)
+    assert again.kind is OutcomeKind.SUCCESS
+    assert shop.amazon.calls("CreateCharge")[-1]["idempotency_key"] == idempotency_key_for(
+        charge_key(ref, 3)
+    )
+
+
+def test_a_double_click_that_waited_on_a_soft_decline_follows_the_same_retry(shop: Shop) -> None:
+    wallet = save_wallet(shop)
+    ref = cart(shop)
+    script(shop, wallet, "SoftDeclined", 1)
+    # The first attempt's answer is slow, so the second click waits on it.
+    shop.amazon.control(
+        "faults", {"operation": "CreateCharge", "kind": "delay", "delay_ms": 400, "count": 1}
+    )
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        clicks = [pool.submit(pay, shop, ref, wallet) for _ in range(2)]
+        results = [click.result(timeout=30) for click in clicks]
+
+    assert [r.kind for r in results] == [OutcomeKind.SUCCESS] * 2
+    keys = [e["idempotency_key"] for e in shop.amazon.calls("CreateCharge")]
+    assert keys == [idempotency_key_for(charge_key(ref, n)) for n in (1, 2)]
+
+
+def test_a_submit_arriving_after_a_soft_decline_makes_that_retry_and_no_try_of_its_own(
+    shop: Shop,
+) -> None:
+    """The second click lands just after the first attempt was declined, while the first
+    click checks the wallet before its retry: both answer from the one retry (found by the
+    soak, where the second click retried twice and charged while the first said failure)."""
+    wallet = save_wallet(shop)
+    ref = cart(shop)
+    script(shop, wallet, "SoftDeclined", 2)
+    shop.amazon.control(
+        "faults",
+        {"operation": "GetChargePermission", "kind": "delay", "delay_ms": 600, "count": 1},
+    )
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        first = pool.submit(pay, shop, ref, wallet)
+        deadline = time.monotonic() + 10
+        while not any(c.status == ClaimState.FAILED for c in shop.store.ledger.for_reference(ref)):
+            assert time.monotonic() < deadline, "the first attempt was never declined"
+            time.sleep(0.01)
+        second = pay(shop, ref, wallet)
+        first_result = first.result(timeout=30)
+
+    assert (first_result.kind, second.kind) == (OutcomeKind.FAILURE, OutcomeKind.FAILURE)
+    keys = [e["idempotency_key"] for e in shop.amazon.calls("CreateCharge")]
+    assert keys == [idempotency_key_for(charge_key(ref, n)) for n in (1, 2)]
+    assert shop.store.orders.get(ref) is None
+    # The buyer's own new try after seeing the failure: attempt 3, with its own retry.
     again = pay(shop, ref, wallet)
     assert again.kind is OutcomeKind.SUCCESS
     assert shop.amazon.calls("CreateCharge")[-1]["idempotency_key"] == idempotency_key_for(
