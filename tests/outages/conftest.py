@@ -7,7 +7,6 @@ import contextlib
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -40,37 +39,9 @@ from tests.support.servers import (
 class OutagePostgres(PostgresServer):
     """A server that keeps its port across a stop and a start, and can be frozen."""
 
-    def _launch(self) -> None:
-        # The base class picks a new port per launch; the app's DATABASE_URL must stay valid.
+    def _pick_port(self) -> None:
+        # The app's DATABASE_URL must stay valid across a stop and a start: keep the first port.
         self.port = self.port or free_port()
-        log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            [
-                str(self.bin_dir / "postgres"),
-                "-D",
-                str(self.data_dir),
-                "-p",
-                str(self.port),
-                "-h",
-                "127.0.0.1",
-                "-k",
-                str(self.socket_dir),
-                "-c",
-                "fsync=off",
-                "-c",
-                "synchronous_commit=off",
-                "-c",
-                "full_page_writes=off",
-                "-c",
-                "max_connections=100",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=self.base_dir,
-            start_new_session=True,
-            **self._popen_user(),  # type: ignore[arg-type]
-        )
-        log.close()
 
     def start_again(self) -> None:
         """Start the stopped server on its old port and wait until it answers."""

@@ -137,8 +137,12 @@ class PostgresServer:
                 f"initdb failed ({result.returncode}): {result.stderr.decode(errors='replace')}"
             )
 
-    def _launch(self) -> None:
+    def _pick_port(self) -> None:
+        """A free port per launch (a start retries on another if one is taken meanwhile)."""
         self.port = free_port()
+
+    def _launch(self) -> None:
+        self._pick_port()
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             [
