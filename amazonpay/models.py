@@ -19,7 +19,6 @@ from amazonpay.errors import DeclineCode
 JSON = Mapping[str, Any]
 
 
-
 def _obj(data: JSON, key: str) -> JSON | None:
     value = data.get(key)
     return value if isinstance(value, Mapping) else None
