@@ -376,7 +376,8 @@ class ReturnHandler:
         the longest-due first. A claim that never sent Complete is given up (failed, without a
         call) once past Amazon's 24 hours, and otherwise backs off exponentially, so junk can
         never starve real checkouts. With `purge`, pending checkouts nobody paid through within
-        24 hours and that no operation names are deleted (anonymous page views).
+        24 hours and that no operation names are deleted (anonymous page views), and so are
+        the per-address counters idle for as long.
         """
         moment = now or self.clock()
         report = self._settle(
@@ -389,6 +390,12 @@ class ReturnHandler:
             purged = self.store.checkouts.purge_unused(created_before=moment - self.max_age)
             if purged:
                 logger.info("purged %d unused pending checkouts", purged)
+            # Every address that ever came leaves a counter; one idle for a day counts nothing.
+            forgotten = self.limiter.throttles.purge(
+                window_before=moment - self.max_age, now=moment
+            )
+            if forgotten:
+                logger.info("forgot %d idle per-address counters", forgotten)
         return report
 
     def reconcile_objects(

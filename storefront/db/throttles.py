@@ -85,6 +85,19 @@ class Throttles(Repository):
                 )
         return Hit(count=count, blocked_until=until)
 
+    def purge(self, *, window_before: datetime, now: datetime) -> int:
+        """Forget every key whose window started before `window_before` and that is not
+        blocked now: its next event would start a new window at 1 anyway, so nothing a limit
+        decides changes, and one row per address that ever came does not pile up for ever."""
+        t = throttles.c
+        with self._tx() as conn:
+            result = conn.execute(
+                delete(throttles)
+                .where(t.window_started_at < window_before)
+                .where(t.blocked_until.is_(None) | (t.blocked_until <= now))
+            )
+        return int(result.rowcount or 0)
+
     def clear(self, key: str) -> None:
         """Forget `key` (e.g. after a right password from that address)."""
         with self._tx() as conn:

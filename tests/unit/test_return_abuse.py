@@ -15,11 +15,13 @@ from typing import Any
 import pytest
 import responses
 from cryptography.hazmat.primitives.asymmetric import rsa
+from sqlalchemy import select
 
 from amazonpay.client import AmazonPayClient
 from storefront.abuse import client_key
 from storefront.checkout import OutcomeKind, ReturnHandler
 from storefront.db import PendingCheckout, Store
+from storefront.db.schema import throttles
 from storefront.states import CheckoutKind, ClaimState, PendingState
 from tests.unit.test_checkout import (
     API,
@@ -397,6 +399,24 @@ def test_reconcile_purges_unused_pending_checkouts_after_24_hours(
     assert [store.checkouts.get(p.reference) for p in views] == [None] * 5
     assert store.checkouts.get(used.reference) is not None  # its claim keeps it
     assert store.checkouts.get(recent.reference) is not None
+
+
+def test_reconcile_forgets_per_address_counters_idle_for_24_hours(
+    handler: ReturnHandler, store: Store, clock: Clock, amazon: responses.RequestsMock
+) -> None:
+    amazon.get(GETS, status=404, json=error_body("NotFound"))
+    for i in range(30):  # 30 addresses, one junk return each
+        handler.handle_return(
+            [junk()], [stranger_pending(store, clock, i).reference], client=f"203.0.113.{i}"
+        )
+    clock.advance(24 * 3600 + 1)
+    handler.handle_return([junk()], [stranger_pending(store, clock, 99).reference], client=ATTACKER)
+
+    handler.reconcile(clock())
+
+    with store.engine.connect() as conn:
+        keys = conn.execute(select(throttles.c.throttle_key)).scalars().all()
+    assert keys == [f"return:stranger:{client_key(ATTACKER)}"]  # only the recent one is kept
 
 
 def test_buyers_behind_one_address_whose_payments_were_declined_are_never_locked_out(
