@@ -16,9 +16,9 @@ from amazonpay.notifications import IpnMessage
 from storefront.checkout import OutcomeKind, ReturnHandler
 from storefront.notifications import CHARGE, CHARGE_PERMISSION, REFUND, NotificationRouter
 from storefront.states import ClaimState, OperationKind, PendingState, WalletState
-from tests.unit.test_saved_wallet import Shop, amazon, cart, save_wallet, shop, store
+from tests.unit.test_saved_wallet import Shop, amazon, cart, save_wallet, shop
 
-__all__ = ["amazon", "shop", "store"]  # fixtures: the simulator, SQLite and PostgreSQL, the shop
+__all__ = ["amazon", "shop"]  # fixtures: the simulator and the shop (the store: conftest)
 
 
 @pytest.fixture

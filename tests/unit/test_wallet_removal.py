@@ -19,9 +19,9 @@ from storefront.wallet_removal import (
     WalletRemoval,
     close_key,
 )
-from tests.unit.test_saved_wallet import BUYER, OTHER, Shop, amazon, cart, save_wallet, shop, store
+from tests.unit.test_saved_wallet import BUYER, OTHER, Shop, amazon, cart, save_wallet, shop
 
-__all__ = ["amazon", "shop", "store"]  # fixtures: the simulator, SQLite and PostgreSQL, the shop
+__all__ = ["amazon", "shop"]  # fixtures: the simulator and the shop (the store: conftest)
 
 
 @pytest.fixture
